@@ -1,0 +1,1 @@
+"""Reusable Pulumi component resources of cluster-cookbook (one recipe per module)."""

@@ -1,0 +1,52 @@
+"""Renders host-side shell scripts: a parameter header (safely quoted) followed by template fragments.
+
+Fragments live in `components/templates/<recipe>/`; they read only the variables the header defines.
+Rendering is pure and deterministic, so tests call it directly and `shellcheck` the result.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+TEMPLATES = Path(__file__).parent / "templates"
+ShellValue = str | int | bool | Sequence[str]
+
+
+@cache
+def template(relative_path: str) -> str:
+    return (TEMPLATES / relative_path).read_text(encoding="utf-8")
+
+
+def shell_assignment(name: str, value: ShellValue) -> str:
+    if isinstance(value, bool):
+        return f"{name}={int(value)}"
+    if isinstance(value, int):
+        return f"{name}={value}"
+    if isinstance(value, str):
+        return f"{name}={shlex.quote(value)}"
+    items = " ".join(shlex.quote(item) for item in value)
+    return f"{name}=({items})"
+
+
+def render_script(fragments: Sequence[str], params: Mapping[str, ShellValue]) -> str:
+    """Returns a bash script: strict mode, `params` as variables (in the given order), then fragments."""
+    header = "\n".join(shell_assignment(name, value) for name, value in params.items())
+    body = "\n".join(template(fragment).rstrip("\n") for fragment in fragments)
+    readonly = " ".join(params)
+    return (
+        "#!/usr/bin/env bash\n"
+        "# Rendered by cluster-cookbook; parameters first, then the steps.\n"
+        "set -euo pipefail\n"
+        f"{header}\n"
+        + (f"readonly {readonly}\n" if readonly else "")
+        + f"{body}\n"
+    )
+
+
+def remote_invocation(script: str, become: bool) -> str:
+    """The command line that runs `script` over SSH, through `sudo -n` when the login user is not root."""
+    prefix = "sudo -n " if become else ""
+    return f"{prefix}bash -c {shlex.quote(script)}"

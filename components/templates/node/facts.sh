@@ -1,0 +1,45 @@
+# print_facts REBOOT_SCHEDULED: prints one line "COOKBOOK_FACTS=<json>" describing the host.
+json_string() {
+  local value
+  value=$(printf '%s' "$1" | tr -d '\000-\037')
+  value=${value//\\/\\\\}
+  printf '"%s"' "${value//\"/\\\"}"
+}
+
+os_release_field() {
+  sed -n "s/^$1=//p" /etc/os-release 2>/dev/null | tr -d '"' | head -n 1
+}
+
+memory_cgroup_enabled() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw memory /sys/fs/cgroup/cgroup.controllers
+  else
+    [ "$(awk '$1 == "memory" { print $4 }' /proc/cgroups 2>/dev/null)" = 1 ]
+  fi
+}
+
+print_facts() {
+  local arch model="" is_pi=false memory=false cgroup_version=1 missing="" module
+  arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+  case "$arch" in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    armv6l | armv7l) arch=armhf ;;
+  esac
+  if [ -r /proc/device-tree/model ]; then
+    model=$(tr -d '\000' </proc/device-tree/model)
+  fi
+  case "$model" in "Raspberry Pi"*) is_pi=true ;; esac
+  memory_cgroup_enabled && memory=true
+  [ -f /sys/fs/cgroup/cgroup.controllers ] && cgroup_version=2
+  for module in overlay br_netfilter; do
+    [ -d "/sys/module/$module" ] || missing="$missing${missing:+,}$(json_string "$module")"
+  done
+  printf 'COOKBOOK_FACTS={"architecture":%s,"os_id":%s,"os_version_id":%s,"os_pretty_name":%s,' \
+    "$(json_string "$arch")" "$(json_string "$(os_release_field ID)")" \
+    "$(json_string "$(os_release_field VERSION_ID)")" "$(json_string "$(os_release_field PRETTY_NAME)")"
+  printf '"is_pi":%s,"model":%s,"memory_cgroup":%s,"cgroup_version":%s,"kernel":%s,' \
+    "$is_pi" "$(json_string "$model")" "$memory" "$cgroup_version" "$(json_string "$(uname -r)")"
+  printf '"missing_kernel_modules":[%s],"boot_id":%s,"reboot_scheduled":%s}\n' \
+    "$missing" "$(json_string "$(cat /proc/sys/kernel/random/boot_id)")" "$([ "$1" = 1 ] && echo true || echo false)"
+}

@@ -1,0 +1,148 @@
+# Prepares a node. Parameters: NODE_HOSTNAME, PACKAGES, KUBERNETES_NETWORKING, TIME_SERVERS,
+# PI_CMDLINE_FLAGS (empty unless the node is a Raspberry Pi).
+REBOOT_REQUIRED=0
+
+set_hostname() {
+  if [ "$(cat /etc/hostname 2>/dev/null)" != "$NODE_HOSTNAME" ]; then
+    printf '%s\n' "$NODE_HOSTNAME" >/etc/hostname
+    changed "/etc/hostname set to $NODE_HOSTNAME"
+  fi
+  if [ "$(hostname)" != "$NODE_HOSTNAME" ]; then
+    hostname "$NODE_HOSTNAME"
+    changed "hostname set to $NODE_HOSTNAME"
+  fi
+  if ! grep -Eq "^127\.0\.1\.1[[:space:]]+$NODE_HOSTNAME([[:space:]]|\$)" /etc/hosts; then
+    sed -i '/^127\.0\.1\.1[[:space:]]/d' /etc/hosts
+    printf '127.0.1.1\t%s\n' "$NODE_HOSTNAME" >>/etc/hosts
+    changed "/etc/hosts maps 127.0.1.1 to $NODE_HOSTNAME"
+  fi
+}
+
+disable_swap() {
+  local fstab_swap='^[^#[:space:]][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]]'
+  if systemctl is-enabled --quiet dphys-swapfile.service 2>/dev/null; then
+    systemctl disable --now dphys-swapfile.service >/dev/null 2>&1
+    changed "dphys-swapfile disabled"
+  fi
+  if [ -n "$(swapon --show=NAME --noheadings 2>/dev/null)" ]; then
+    swapoff -a
+    changed "swap turned off"
+  fi
+  if grep -Eq "$fstab_swap" /etc/fstab 2>/dev/null; then
+    sed -E -i.cookbook-bak "s/($fstab_swap.*)\$/# disabled by cluster-cookbook: \\1/" /etc/fstab
+    changed "swap entries in /etc/fstab commented out"
+  fi
+}
+
+configure_kubernetes_networking() {
+  local module setting key value proc_file
+  install_file /etc/modules-load.d/cluster-cookbook.conf 0644 <<'MODULES'
+overlay
+br_netfilter
+MODULES
+  for module in overlay br_netfilter; do
+    [ -d "/sys/module/$module" ] && continue
+    if command -v modprobe >/dev/null && modprobe "$module" 2>/dev/null; then
+      changed "kernel module $module loaded"
+    else
+      warn "kernel module $module is not loaded and could not be loaded"
+    fi
+  done
+  install_file /etc/sysctl.d/99-cluster-cookbook.conf 0644 <<'SYSCTL'
+net.ipv4.ip_forward = 1
+net.bridge.bridge-nf-call-iptables = 1
+net.bridge.bridge-nf-call-ip6tables = 1
+SYSCTL
+  for setting in net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1; do
+    key=${setting%%=*}
+    value=${setting#*=}
+    proc_file=/proc/sys/${key//.//}
+    if [ ! -e "$proc_file" ]; then
+      warn "sysctl $key is not available on this kernel"
+    elif [ "$(cat "$proc_file")" != "$value" ]; then
+      sysctl -q -w "$key=$value"
+      changed "sysctl $key=$value"
+    fi
+  done
+}
+
+configure_time_sync() {
+  local service conf
+  if is_installed chrony; then
+    service=chrony
+    conf=/etc/chrony/sources.d/cluster-cookbook.sources
+  else
+    apt_install systemd-timesyncd
+    service=systemd-timesyncd
+    conf=/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf
+  fi
+  if [ "${#TIME_SERVERS[@]}" -gt 0 ]; then
+    if [ "$service" = chrony ]; then
+      install_file "$conf" 0644 < <(printf 'server %s iburst\n' "${TIME_SERVERS[@]}")
+    else
+      install_file "$conf" 0644 < <(printf '[Time]\nNTP=%s\n' "${TIME_SERVERS[*]}")
+    fi
+  elif [ -f "$conf" ]; then
+    rm -f "$conf"
+    FILE_CHANGED=1
+    changed "removed $conf"
+  else
+    FILE_CHANGED=0
+  fi
+  if ! systemctl is-enabled --quiet "$service"; then
+    systemctl enable --now "$service" >/dev/null 2>&1
+    changed "$service enabled"
+  elif [ "$FILE_CHANGED" = 1 ]; then
+    systemctl try-restart "$service"
+  fi
+}
+
+configure_pi_cmdline() {
+  local file="" candidate current updated flag
+  [ "${#PI_CMDLINE_FLAGS[@]}" -eq 0 ] && return 0
+  for candidate in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
+    if [ -f "$candidate" ]; then
+      file=$candidate
+      break
+    fi
+  done
+  if [ -z "$file" ]; then
+    echo "error: no cmdline.txt in /boot/firmware or /boot; is this a Raspberry Pi?" >&2
+    exit 1
+  fi
+  current=$(head -n 1 "$file")
+  updated=$current
+  for flag in "${PI_CMDLINE_FLAGS[@]}"; do
+    case " $updated " in
+      *" $flag "*) ;;
+      *) updated="$updated $flag" ;;
+    esac
+  done
+  if [ "$updated" != "$current" ]; then
+    cp -p "$file" "$file.cookbook-bak"
+    printf '%s\n' "$updated" >"$file"
+    changed "$file now has ${PI_CMDLINE_FLAGS[*]}"
+    REBOOT_REQUIRED=1
+  fi
+}
+
+# Stops sshd from accepting new connections before the reboot is scheduled, so the next step's
+# dial can only succeed once the host is back (this session's own process is left running).
+schedule_reboot() {
+  systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
+  systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot
+  changed "reboot scheduled to apply the kernel command line"
+}
+
+set_hostname
+apt_install "${PACKAGES[@]}"
+disable_swap
+if [ "$KUBERNETES_NETWORKING" = 1 ]; then
+  configure_kubernetes_networking
+fi
+configure_time_sync
+configure_pi_cmdline
+print_facts "$REBOOT_REQUIRED"
+if [ "$REBOOT_REQUIRED" = 1 ]; then
+  schedule_reboot
+fi
