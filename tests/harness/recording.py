@@ -54,8 +54,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         with self._lock:
             registration = self.registrations[args.name + "|" + args.typ]
-            self.resources.append(Recorded(registration, dict(args.inputs)))
-        outputs = dict(args.inputs)
+            self.resources.append(Recorded(registration, unwrap_secrets(dict(args.inputs))))
+        outputs = dict(args.inputs)  # secret markers kept, so secret inputs stay secret outputs
         outputs.update(self.fake_outputs(args.typ, args.inputs))
         return (f"{args.name}-id" if registration.custom else None), outputs
 
@@ -74,6 +74,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
         matches = [r for r in self.resources if r.name == name]
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
         return matches[0]
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Resolved inputs as a provider sees them: secret markers removed."""
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return unwrap_secrets(value.get("value"))
+        return {key: unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(item) for item in value]
+    return value
 
 
 def plain_strings(raw: Any) -> list[str]:
