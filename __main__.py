@@ -14,6 +14,7 @@ import pulumi
 
 from components.node import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
 from components.stack_config import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
+from components.validation import ConfigError
 
 
 def read_raw_config() -> tuple[dict[str, Any], set[str]]:
@@ -63,7 +64,10 @@ def build_host(config: StackConfig, node: NodeConfig) -> Host:
 
 def main() -> None:
     raw, secret_keys = read_raw_config()
-    config = parse_stack_config(raw, secret_keys, os.environ)
+    try:
+        config = parse_stack_config(raw, secret_keys, os.environ)
+    except ConfigError as error:
+        raise pulumi.RunError(str(error)) from None  # the message says it all; no traceback
     hosts = {node.name: build_host(config, node) for node in config.nodes}
     pulumi.export("nodes", {
         name: {"address": host.address, "architecture": host.architecture, "os": host.os_release,

@@ -84,7 +84,7 @@ class RaspberryPiArgs(HostArgs):
 def render_prepare_script(args: HostArgs) -> str:
     flags = args.cmdline_flags if isinstance(args, RaspberryPiArgs) else ()
     return render_script(
-        ["node/common.sh", "node/facts.sh", "node/prepare.sh"],
+        ["node/common.sh", "node/files.sh", "node/facts.sh", "node/prepare.sh"],
         {
             "NODE_HOSTNAME": args.hostname,
             "PACKAGES": tuple(args.packages),

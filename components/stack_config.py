@@ -212,6 +212,7 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: set[str] | None = No
         prepare=_parse_prepare(raw.get("prepare"), problems),
         secrets=_parse_secrets(raw, secret_keys or set(), env, problems),
     )
-    _check_credentials(config, problems)
+    if "ssh_private_key" not in raw:  # a present but plain key was reported above
+        _check_credentials(config, problems)
     problems.raise_if_any()
     return config

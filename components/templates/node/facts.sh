@@ -19,7 +19,7 @@ memory_cgroup_enabled() {
 }
 
 print_facts() {
-  local arch model="" is_pi=false memory=false cgroup_version=1 missing="" module
+  local arch model="" is_pi=false memory=false cgroup_version=1 missing_modules="" module
   arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
   case "$arch" in
     x86_64) arch=amd64 ;;
@@ -33,7 +33,7 @@ print_facts() {
   memory_cgroup_enabled && memory=true
   [ -f /sys/fs/cgroup/cgroup.controllers ] && cgroup_version=2
   for module in overlay br_netfilter; do
-    [ -d "/sys/module/$module" ] || missing="$missing${missing:+,}$(json_string "$module")"
+    [ -d "/sys/module/$module" ] || missing_modules="$missing_modules${missing_modules:+,}$(json_string "$module")"
   done
   printf 'COOKBOOK_FACTS={"architecture":%s,"os_id":%s,"os_version_id":%s,"os_pretty_name":%s,' \
     "$(json_string "$arch")" "$(json_string "$(os_release_field ID)")" \
@@ -41,5 +41,5 @@ print_facts() {
   printf '"is_pi":%s,"model":%s,"memory_cgroup":%s,"cgroup_version":%s,"kernel":%s,' \
     "$is_pi" "$(json_string "$model")" "$memory" "$cgroup_version" "$(json_string "$(uname -r)")"
   printf '"missing_kernel_modules":[%s],"boot_id":%s,"reboot_scheduled":%s}\n' \
-    "$missing" "$(json_string "$(cat /proc/sys/kernel/random/boot_id)")" "$([ "$1" = 1 ] && echo true || echo false)"
+    "$missing_modules" "$(json_string "$(cat /proc/sys/kernel/random/boot_id)")" "$([ "$1" = 1 ] && echo true || echo false)"
 }

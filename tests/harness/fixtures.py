@@ -1,0 +1,22 @@
+"""Shared ways to evaluate shipped stacks in unit tests (fake credentials, fixed environment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.harness.program import load_stack_config, run_program
+from tests.harness.recording import RecordingMocks
+
+# A recognisable fake credential: tests assert it never appears outside a secret.
+FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-KEY-FOR-TESTS-ONLY\n-----END OPENSSH PRIVATE KEY-----\n"
+FAKE_SECRETS: dict[str, Any] = {"ssh_private_key": FAKE_PRIVATE_KEY}
+
+
+def evaluate_stack(stack: str, extra: dict[str, Any] | None = None,
+                   extra_secrets: dict[str, Any] | None = None) -> RecordingMocks:
+    """Evaluates a shipped stack's config plus fake secrets (as secret config) under recording mocks."""
+    secrets = {**FAKE_SECRETS, **(extra_secrets or {})}
+    config = {**load_stack_config(stack), **secrets, **(extra or {})}
+    mocks = RecordingMocks()
+    run_program(mocks, config, stack=stack, secret_keys=list(secrets))
+    return mocks
