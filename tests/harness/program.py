@@ -59,21 +59,31 @@ def _config_strings(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run_program(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str = "test",
-                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64) -> None:
-    """Runs the program once with `config` (keys with or without namespace). Raises what the program raised."""
+                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64) -> dict[str, Any]:
+    """Runs the program once with `config` (keys with or without namespace) and returns the stack's
+    exported outputs, resolved (secrets unwrapped). Raises what the program raised."""
     full_config = namespaced(config)
     secrets = [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
     pulumi.runtime.set_all_config(_config_strings(full_config), secrets)
     pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi_settings.SETTINGS.rpc_manager.clear()  # leftovers of an earlier failed run
+    pulumi_settings.SETTINGS.outputs.clear()
     loop = asyncio.new_event_loop()
     # RPCs (and so mock calls) run in the loop's default executor: hosts must not queue behind a small pool.
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pulumi-rpc"))
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pulumi-rpc")
+    loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
     try:
         pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview,
                                monitor=RecordingMonitor(mocks))
         loop.run_until_complete(pulumi_stack.run_pulumi_func(lambda: _run_main()))
+        root = pulumi_settings.get_root_resource()
+        exports = getattr(root, "outputs", {}) or {}
+        resolved: dict[str, Any] = loop.run_until_complete(pulumi.Output.from_input(exports).future()) or {}
+        return resolved
     finally:
+        # Like the engine after a failed step: operations already under way finish before the run ends.
+        executor.shutdown(wait=True)
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         loop.close()
         asyncio.set_event_loop(None)

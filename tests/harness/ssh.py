@@ -16,11 +16,15 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import paramiko
 
+# SSH sessions opened per target host, for the benchmark and for tests asserting round trips.
+SESSIONS: Counter[str] = Counter()
+_sessions_lock = threading.Lock()
 RETRY_DELAY, RETRY_BACKOFF, RETRY_MAX_DELAY = 0.1, 1.5, 5.0
 _KEY_TYPES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
@@ -113,6 +117,8 @@ def run(conn: dict[str, Any], command: str, environment: dict[str, str] | None =
     transport = dial(conn)
     try:
         channel = transport.open_session()
+        with _sessions_lock:
+            SESSIONS[conn["host"]] += 1
         for name, value in (environment or {}).items():
             channel.set_environment_variable(name, value)  # "env" request; sshd may drop it
         channel.exec_command(command)
