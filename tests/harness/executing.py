@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class ExecutingMocks(RecordingMocks):
         self.state = state
         self.emulators = emulators or {}
         self.operations: list[tuple[str, str]] = []  # (operation, resource name) in the order they ran
+        self.timings: dict[str, tuple[float, float]] = {}  # command creates: (start, end), monotonic
         self._seen: list[str] = []
         self._state_lock = threading.Lock()
 
@@ -140,7 +142,9 @@ class ExecutingMocks(RecordingMocks):
     def _create(self, typ: str, name: str, inputs: dict[str, Any], operation: str) -> dict[str, Any]:
         self._log(operation, name)
         if typ in _RUNNERS:
+            started = time.monotonic()
             result = self._run(typ, name, inputs, inputs.get("create"), {})
+            self.timings[name] = (started, time.monotonic())
             return {**inputs, **result}
         emulator = self.emulators.get(typ) or self.emulators.get(typ.split(":")[0])
         if emulator is None:
