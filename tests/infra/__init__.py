@@ -1,0 +1,1 @@
+"""Test-host infrastructure: throwaway systemd-nspawn Debian hosts for integration tests (see README.md)."""

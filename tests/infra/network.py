@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+
 PREFIX = "cc-"
 BRIDGE = f"{PREFIX}br0"
 SUBNET = "10.250.0"
@@ -28,9 +29,8 @@ class NetworkError(RuntimeError):
 
 def validate_host_name(name: str) -> None:
     if not _HOST_NAME.match(name) or PREFIX + name == BRIDGE:
-        raise ValueError(
-            f"invalid test host name {name!r}: use 1-12 of [a-z0-9-] (not starting/ending with '-'), not 'br0'"
-        )
+        raise ValueError(f"invalid test host name {name!r}: use 1-12 characters of [a-z0-9-], "
+                         "not starting or ending with '-', and not 'br0'")
 
 
 def host_address(index: int) -> str:

@@ -9,8 +9,8 @@ Having all of a host's processes in one known cgroup also makes stale ones easy 
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -53,6 +53,17 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """All descendants of pid, parents before children."""
+    found: list[int] = []
+    queue = children(pid)
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue.extend(children(child))
+    return found
+
+
 def container_init_pid(nspawn_pid: int) -> int | None:
     """PID (in our namespace) of the container's init: the nspawn child that is PID 1 of its namespace."""
     for child in children(nspawn_pid):
@@ -62,18 +73,14 @@ def container_init_pid(nspawn_pid: int) -> int | None:
     return None
 
 
-def kill_quietly(pid: int, sig: signal.Signals) -> None:
-    try:
+def kill_quietly(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
-def killpg_quietly(pgid: int, sig: signal.Signals) -> None:
-    try:
+def killpg_quietly(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def cmdline(pid: int) -> list[str]:

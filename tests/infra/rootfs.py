@@ -50,7 +50,7 @@ STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def cache_dir() -> Path:
-    """Return the cache directory: $COOKBOOK_TEST_CACHE, else $XDG_CACHE_HOME or ~/.cache, + /cluster-cookbook."""
+    """$COOKBOOK_TEST_CACHE, else $XDG_CACHE_HOME/cluster-cookbook, else ~/.cache/cluster-cookbook."""
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override)
@@ -214,9 +214,10 @@ def write_packages_index(repo: Path) -> None:
             ["dpkg-deb", "--field", str(deb)], check=True, capture_output=True, text=True
         ).stdout.rstrip("\n")
         data = deb.read_bytes()
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        sha256 = hashlib.sha256(data).hexdigest()
         stanzas.append(
-            f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\n"
-            f"MD5sum: {hashlib.md5(data, usedforsecurity=False).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+            f"{control}\nFilename: ./{deb.name}\nSize: {len(data)}\nMD5sum: {md5}\nSHA256: {sha256}\n"
         )
     (repo / "Packages").write_text("\n".join(stanzas))
 
