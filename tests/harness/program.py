@@ -7,8 +7,8 @@ import json
 import runpy
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -79,8 +79,8 @@ def run_program(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack
         loop.run_until_complete(pulumi_stack.run_pulumi_func(lambda: _run_main()))
         root = pulumi_settings.get_root_resource()
         exports = getattr(root, "outputs", {}) or {}
-        resolved: dict[str, Any] = loop.run_until_complete(pulumi.Output.from_input(exports).future()) or {}
-        return resolved
+        resolved: Any = loop.run_until_complete(pulumi.Output.from_input(exports).future())
+        return dict(resolved or {})
     finally:
         # Like the engine after a failed step: operations already under way finish before the run ends.
         executor.shutdown(wait=True)

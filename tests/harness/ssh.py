@@ -97,7 +97,8 @@ def _dial_once(conn: dict[str, Any]) -> paramiko.Transport:
 
 
 def dial(conn: dict[str, Any]) -> paramiko.Transport:
-    limit = int(conn.get("dialErrorLimit") if conn.get("dialErrorLimit") is not None else 10)
+    configured = conn.get("dialErrorLimit")
+    limit = 10 if configured is None else int(configured)
     delay, dials = RETRY_DELAY, 0
     while True:
         try:

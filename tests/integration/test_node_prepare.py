@@ -97,7 +97,7 @@ def test_facts_are_stack_outputs(fleet: HostFleet, first_run: dict[str, Any]) ->
         assert facts["os"].startswith("Debian GNU/Linux 12")
         assert facts["is_pi"] is False  # a container has no device tree, whatever the config says
         assert isinstance(facts["memory_cgroup"], bool)
-        assert facts["address"] == fleet[[h for h, n in NAMES.items() if n == name][0]].address
+        assert facts["address"] == fleet[next(h for h, n in NAMES.items() if n == name)].address
 
 
 def test_few_ssh_sessions_per_host(fleet: HostFleet, first_run: dict[str, Any]) -> None:
