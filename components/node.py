@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_command as command
 
-from components.scripts import render_script, remote_invocation
+from components.scripts import remote_invocation, render_script
 
 FACTS_MARKER = "COOKBOOK_FACTS="
 DEFAULT_PACKAGES = ("ca-certificates", "curl", "gnupg", "iptables", "jq")

@@ -144,3 +144,23 @@ def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet
     assert rerun.operations == [("update", "node-c-prepare")]
     assert "NTP=10.250.0.1" in fleet["t3"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     print(json.dumps({"first_run_seconds": round(first_run["seconds"], 1)}))
+
+
+def test_bastion_connection_goes_through_the_proxy(fleet: HostFleet, first_run: dict[str, Any]) -> None:
+    bastion = fleet["t1"]
+    config = stack_config(fleet)
+    config["nodes"] = [{**config["nodes"][1], "proxy": {"host": bastion.address}}]
+    since = fleet["t2"].run("date +%s").stdout.strip()
+    up(ExecutingMocks(StackState()), config)
+    log = fleet["t2"].run(f"journalctl -u ssh --since @{since} --no-pager").stdout
+    assert f"Accepted publickey for root from {bastion.address}" in log
+    assert f"from {fleet.gateway}" not in log
+
+
+def test_a_pinned_host_key_that_does_not_match_is_refused(fleet: HostFleet, first_run: dict[str, Any]) -> None:
+    config = stack_config(fleet)
+    config["nodes"] = [{**config["nodes"][2], "host_key": fleet["t1"].host_key}]
+    state = StackState()
+    with pytest.raises(Exception, match=r"node-c-prepare.*host key mismatch"):
+        up(ExecutingMocks(state), config)
+    assert state.resources == {} or all(r.name != "node-c-prepare" for r in state.resources.values())
