@@ -13,11 +13,13 @@ export PULUMI_BACKEND_URL
 TEST_APT_PACKAGES := systemd-container debootstrap apt-utils iproute2 openssh-client shellcheck yamllint \
 	etcd-server etcd-client nodejs
 
-.PHONY: help venv up preview destroy test test-deps lint unit integration bench clean
+.PHONY: help venv up preview destroy render s3-smoke test test-deps lint unit integration bench clean
 
 help:
 	@echo "make up STACK=<name>     deploy a stack (default: $(STACK)) with the Pulumi CLI"
 	@echo "make test                install test dependencies, then run lint, unit and integration tests"
+	@echo "make render STACK=<name> write every Kubernetes object of the stack to build/manifests/<name>/"
+	@echo "make s3-smoke STACK=<name> bucket/object round trip against a deployed object store"
 	@echo "make unit | integration | lint | bench"
 
 $(VENV)/.installed: pyproject.toml
@@ -51,6 +53,14 @@ preview: venv
 destroy: venv
 	$(require_pulumi)
 	pulumi destroy --stack $(STACK)
+
+# Every Kubernetes object as YAML (Secret values redacted), evaluated offline: no cluster, no credentials.
+render: venv
+	$(PYTHON) -m tools.render $(STACK) build/manifests/$(STACK)
+
+s3-smoke: $(VENV)/.installed-test
+	$(require_pulumi)
+	pulumi stack output --json --show-secrets --stack $(STACK) | $(PYTHON) -m tools.s3_smoke -
 
 test-deps: $(VENV)/.installed-test tools/node_modules/.installed
 	@missing=$$(for p in $(TEST_APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \

@@ -6,14 +6,20 @@ This is the only module that reads Pulumi config. It validates all of it into on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
 
 import pulumi
 
+from components.cassandra import CassandraCluster
+from components.etcd import EtcdCluster, EtcdClusterArgs, Tarball
+from components.etcd_config import EtcdConfig
+from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
 from components.node import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
-from components.stack_config import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
+from components.pithos import ObjectStore
+from components.stack_config import NAMESPACE, NodeConfig, StackConfig, StoreConfig, parse_stack_config
 from components.validation import ConfigError
 
 
@@ -50,16 +56,41 @@ def node_connection(config: StackConfig, node: NodeConfig) -> SshConnection:
 
 
 def build_host(config: StackConfig, node: NodeConfig) -> Host:
-    common = {
-        "connection": node_connection(config, node),
-        "hostname": node.name,
-        "packages": config.prepare.packages,
-        "time_servers": config.prepare.time_servers,
-        "kubernetes_networking": config.prepare.kubernetes_networking,
-    }
+    args = HostArgs(
+        connection=node_connection(config, node),
+        hostname=node.name,
+        packages=config.prepare.packages,
+        time_servers=config.prepare.time_servers,
+        kubernetes_networking=config.prepare.kubernetes_networking,
+    )
     if node.kind == "pi":
-        return RaspberryPi(node.name, RaspberryPiArgs(**common, reboot_timeout=config.ssh.reboot_timeout))
-    return Host(node.name, HostArgs(**common))
+        return RaspberryPi(node.name, RaspberryPiArgs(**vars(args), reboot_timeout=config.ssh.reboot_timeout))
+    return Host(node.name, args)
+
+
+def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host]) -> EtcdCluster:
+    """The etcd cluster on the nodes with role etcd (those in etcd.removed have no Host)."""
+    return EtcdCluster("etcd", EtcdClusterArgs(
+        members=[hosts[name] for name in etcd.members], bootstrap=etcd.bootstrap, removed=etcd.removed,
+        version=etcd.version, install=etcd.install,
+        tarballs={arch: Tarball(t.path, t.sha256) for arch, t in etcd.tarballs.items()},
+        client_port=etcd.client_port, peer_port=etcd.peer_port, cluster_token=etcd.cluster_token,
+        snapshot_schedule=etcd.snapshot_schedule, snapshot_retention=etcd.snapshot_retention,
+        snapshot_dir=etcd.snapshot_directory, health_timeout=etcd.health_timeout,
+    ))
+
+
+def build_store(store: StoreConfig) -> ObjectStore:
+    """Cassandra and Pithos on the cluster the kubeconfig reaches (or rendered to YAML files)."""
+    target = KubernetesTarget("store-target", KubernetesTargetArgs(
+        kubeconfig=None if store.kubeconfig is None else pulumi.Output.secret(store.kubeconfig),
+        context=store.context, render_directory=store.render_directory))
+    on_target = pulumi.ResourceOptions(providers=[target.provider])
+    cassandra = CassandraCluster("cassandra", store.cassandra, opts=on_target)
+    pithos_args = dataclasses.replace(store.pithos, cassandra_host=cassandra.service_host,
+                                      cassandra_client_label=cassandra.client_label)
+    return ObjectStore("pithos", pithos_args,
+                       opts=pulumi.ResourceOptions(providers=[target.provider], depends_on=[cassandra]))
 
 
 def main() -> None:
@@ -68,12 +99,28 @@ def main() -> None:
         config = parse_stack_config(raw, secret_keys, os.environ)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None  # the message says it all; no traceback
-    hosts = {node.name: build_host(config, node) for node in config.nodes}
+    gone = set(config.etcd.removed) if config.etcd else set()  # removed etcd members: nothing runs on them
+    hosts = {node.name: build_host(config, node) for node in config.nodes if node.name not in gone}
     pulumi.export("nodes", {
         name: {"address": host.address, "architecture": host.architecture, "os": host.os_release,
                "is_pi": host.is_pi, "memory_cgroup": host.memory_cgroup}
         for name, host in hosts.items()
     })
+    if config.store is not None:
+        store = build_store(config.store)
+        pulumi.export("store", {
+            "endpoint": store.endpoint, "region": store.region,
+            "access_key": store.access_key, "secret_key": store.secret_key, "tenant_keys": store.tenant_keys,
+            "s3cfg": store.s3cfg, "boto3": store.boto3,
+        })
+    if config.etcd is not None:
+        etcd = build_etcd(config.etcd, hosts)
+        pulumi.export("etcd", {
+            "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
+            "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
+            "apiserver_client_cert": etcd.apiserver_client_cert_pem,
+            "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
+        })
 
 
 main()

@@ -25,7 +25,8 @@ from typing import Any
 import pulumi
 
 from tests.harness import ssh
-from tests.harness.recording import RecordingMocks, unwrap_secrets
+from tests.harness.recording import RecordingMocks
+from tools.offline import unwrap_secrets
 
 Emulator = Callable[[str, dict[str, Any]], dict[str, Any]]  # (type, inputs) -> outputs
 

@@ -9,7 +9,15 @@ from tests.harness.recording import RecordingMocks
 
 # A recognisable fake credential: tests assert it never appears outside a secret.
 FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nFAKE-KEY-FOR-TESTS-ONLY\n-----END OPENSSH PRIVATE KEY-----\n"
-FAKE_SECRETS: dict[str, Any] = {"ssh_private_key": FAKE_PRIVATE_KEY}
+# A kubeconfig for stacks that deploy onto Kubernetes (unused by the others); it carries the same marker.
+FAKE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: fake, cluster: {server: "https://192.0.2.10:6443"}}]
+users: [{name: fake, user: {token: FAKE-KEY-FOR-TESTS-ONLY}}]
+contexts: [{name: fake, context: {cluster: fake, user: fake}}]
+current-context: fake
+"""
+FAKE_SECRETS: dict[str, Any] = {"ssh_private_key": FAKE_PRIVATE_KEY, "kubeconfig": FAKE_KUBECONFIG}
 
 
 def evaluate_stack(stack: str, extra: dict[str, Any] | None = None,

@@ -1,26 +1,18 @@
-"""Evaluates `__main__.py` under Pulumi mocks, the way `pulumi up` would run it, and waits for it to finish."""
+"""Evaluates `__main__.py` under Pulumi mocks (via `tools.offline.run`), recording what the engine sees."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import runpy
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings as pulumi_settings
-from pulumi.runtime import stack as pulumi_stack
 
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "cluster-cookbook"
+from tools.offline import ROOT, SECRET_SIG, run, stack_config
+
+__all__ = ["ROOT", "SECRET_SIG", "Registration", "load_stack_config", "run_program", "stack_names"]
 STACKS = ROOT / "stacks"
 
 
@@ -45,48 +37,7 @@ def stack_names() -> list[str]:
 
 def load_stack_config(stack: str) -> dict[str, Any]:
     """The `config:` block of a shipped stack file, keys with their namespace as in the file."""
-    document = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())
-    return dict(document.get("config") or {})
-
-
-def namespaced(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {key if ":" in key else f"{PROJECT}:{key}": value for key, value in config.items()}
-
-
-def _config_strings(config: Mapping[str, Any]) -> dict[str, str]:
-    """What the Pulumi engine hands a program: scalars as text, objects as JSON text."""
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()}
-
-
-def run_program(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str = "test",
-                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64) -> dict[str, Any]:
-    """Runs the program once with `config` (keys with or without namespace) and returns the stack's
-    exported outputs, resolved (secrets unwrapped). Raises what the program raised."""
-    full_config = namespaced(config)
-    secrets = [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
-    pulumi.runtime.set_all_config(_config_strings(full_config), secrets)
-    pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-    pulumi_settings.SETTINGS.rpc_manager.clear()  # leftovers of an earlier failed run
-    pulumi_settings.SETTINGS.outputs.clear()
-    loop = asyncio.new_event_loop()
-    # RPCs (and so mock calls) run in the loop's default executor: hosts must not queue behind a small pool.
-    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pulumi-rpc")
-    loop.set_default_executor(executor)
-    asyncio.set_event_loop(loop)
-    try:
-        pulumi_mocks.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview,
-                               monitor=RecordingMonitor(mocks))
-        loop.run_until_complete(pulumi_stack.run_pulumi_func(lambda: _run_main()))
-        root = pulumi_settings.get_root_resource()
-        exports = getattr(root, "outputs", {}) or {}
-        resolved: Any = loop.run_until_complete(pulumi.Output.from_input(exports).future())
-        return dict(resolved or {})
-    finally:
-        # Like the engine after a failed step: operations already under way finish before the run ends.
-        executor.shutdown(wait=True)
-        pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
-        loop.close()
-        asyncio.set_event_loop(None)
+    return stack_config(stack)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -109,5 +60,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
-def _run_main() -> None:
-    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+def run_program(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str = "test",
+                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64) -> dict[str, Any]:
+    """Runs the program once with `config` and returns the resolved stack outputs; the mocks see every
+    registration (`record`) before `new_resource`. Raises what the program raised."""
+    return run(mocks, config, stack=stack, secret_keys=secret_keys, preview=preview, workers=workers,
+               monitor=RecordingMonitor(mocks))

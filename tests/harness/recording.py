@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import string
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pulumi
 
 from tests.harness.program import SECRET_SIG, Registration
+from tools.offline import unwrap_secrets
 
 FAKE_FACTS = {
     "architecture": "arm64", "os_id": "debian", "os_version_id": "12",
@@ -57,6 +60,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self.resources.append(Recorded(registration, unwrap_secrets(dict(args.inputs))))
         outputs = dict(args.inputs)  # secret markers kept, so secret inputs stay secret outputs
         outputs.update(self.fake_outputs(args.typ, args.inputs))
+        if args.typ.startswith("random:"):
+            outputs.update(fake_random(args.name, args.inputs))
         return (f"{args.name}-id" if registration.custom else None), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -76,15 +81,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return matches[0]
 
 
-def unwrap_secrets(value: Any) -> Any:
-    """Resolved inputs as a provider sees them: secret markers removed."""
-    if isinstance(value, dict):
-        if SECRET_SIG in value:
-            return unwrap_secrets(value.get("value"))
-        return {key: unwrap_secrets(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [unwrap_secrets(item) for item in value]
-    return value
+def fake_random(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A stable, name-derived `result` honouring length and character classes (distinct per resource)."""
+    alphabet = "".join(chars for flag, chars in (("upper", string.ascii_uppercase), ("lower", string.ascii_lowercase),
+                                                 ("numeric", string.digits)) if inputs.get(flag, True))
+    digest = hashlib.sha512(name.encode()).digest() * 4
+    length = int(inputs.get("length", 16))
+    return {"result": "".join(alphabet[byte % len(alphabet)] for byte in digest[:length])}
 
 
 def plain_strings(raw: Any) -> list[str]:

@@ -30,15 +30,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.harness.program import SECRET_SIG
 
 SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # the wire marker of a secret value
-_CURVES = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+_CURVES: dict[str, Any] = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
 _SUBJECT_FIELDS = {
     "commonName": NameOID.COMMON_NAME, "organization": NameOID.ORGANIZATION_NAME,
     "organizationalUnit": NameOID.ORGANIZATIONAL_UNIT_NAME, "country": NameOID.COUNTRY_NAME,
     "province": NameOID.STATE_OR_PROVINCE_NAME, "locality": NameOID.LOCALITY_NAME,
     "postalCode": NameOID.POSTAL_CODE, "serialNumber": NameOID.SERIAL_NUMBER,
 }
-_KEY_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-               "key_agreement", "cert_signing", "crl_signing", "encipher_only", "decipher_only")
+# The provider's key usage names -> cryptography's KeyUsage arguments.
+_KEY_USAGES = {
+    "digital_signature": "digital_signature", "content_commitment": "content_commitment",
+    "key_encipherment": "key_encipherment", "data_encipherment": "data_encipherment",
+    "key_agreement": "key_agreement", "cert_signing": "key_cert_sign", "crl_signing": "crl_sign",
+    "encipher_only": "encipher_only", "decipher_only": "decipher_only",
+}
 _EXTENDED_USAGES = {
     "server_auth": ExtendedKeyUsageOID.SERVER_AUTH, "client_auth": ExtendedKeyUsageOID.CLIENT_AUTH,
     "code_signing": ExtendedKeyUsageOID.CODE_SIGNING, "email_protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
@@ -111,7 +116,7 @@ def _alternative_names(inputs: dict[str, Any]) -> list[x509.GeneralName]:
     return names
 
 
-def _signature_hash(key: Any) -> hashes.HashAlgorithm | None:
+def _signature_hash(key: Any) -> hashes.SHA256 | None:
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
@@ -139,7 +144,7 @@ def _build_cert(inputs: dict[str, Any], subject: x509.Name, public_key: Any, nam
                .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(end)
                .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True))
     if uses & set(_KEY_USAGES):
-        flags = {usage: usage in uses for usage in _KEY_USAGES}
+        flags = {argument: usage in uses for usage, argument in _KEY_USAGES.items()}
         builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
     extended = [_EXTENDED_USAGES[usage] for usage in sorted(uses) if usage in _EXTENDED_USAGES]
     if extended:

@@ -1,0 +1,325 @@
+"""Apache Cassandra on Kubernetes: a StatefulSet ring with seeds, drain on stop, a disruption budget and
+hostname anti-affinity, following the Kubernetes docs' Cassandra example and k8ssandra's operational rules.
+
+Scaling up is a config change. Scaling down is refused (at preview) until the pods that would go away have
+been decommissioned by hand and listed in `decommissioned`: a removed pod's token ranges would otherwise
+lose a replica without their data being streamed anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+from pulumi import dynamic
+
+from components.kubernetes_target import (
+    MEBIBYTE,
+    check_cpu,
+    check_memory,
+    check_storage,
+    container_security,
+    cpu_cores,
+    labels,
+    namespace_labels,
+    pod_security,
+    quantity,
+    resources,
+)
+from components.scripts import render_script
+
+# The official image is multi-arch (amd64, arm64v8, arm32v7, ppc64le, s390x): Raspberry Pis pull arm64.
+CASSANDRA_IMAGE = "cassandra:4.1.7"
+CASSANDRA_UID = 999  # the `cassandra` user of the official image; it owns /etc/cassandra and the data dir
+CQL_PORT = 9042
+PORTS = {"intra-node": 7000, "tls-intra-node": 7001, "jmx": 7199, "cql": CQL_PORT}
+DATA_DIR = "/var/lib/cassandra"
+MAX_HEAP_MB = 8192  # beyond 8G, G1/CMS pauses grow without helping Cassandra
+_GRACE_MARGIN_SECONDS = 30
+
+
+def default_seed_count(replicas: int) -> int:
+    """A few seeds, never every node (a node that is its own only seed cannot bootstrap from the others)."""
+    return max(1, min(3, replicas - 1))
+
+
+def seed_hosts(statefulset: str, namespace: str, count: int) -> tuple[str, ...]:
+    """Stable per-pod DNS names of the first `count` pods (resolvable before they are ready)."""
+    return tuple(f"{statefulset}-{index}.{statefulset}.{namespace}.svc" for index in range(count))
+
+
+def jvm_heap(memory_limit: str, cpu_limit: str) -> tuple[int, int]:
+    """(MAX_HEAP_SIZE, HEAP_NEWSIZE) in MiB from the container limits: half the memory (the rest is off-heap,
+    page cache and metaspace) capped at 8 GiB; the young generation 100 MiB per core, at most a quarter."""
+    heap = min(int(quantity(memory_limit) // MEBIBYTE) // 2, MAX_HEAP_MB)
+    young = min(100 * cpu_cores(cpu_limit), heap // 4)
+    return heap, young
+
+
+@dataclass(frozen=True)
+class CassandraArgs:
+    namespace: str = "object-store"
+    create_namespace: bool = True
+    replicas: int = 3
+    seed_count: int | None = None  # default: default_seed_count(replicas)
+    cluster_name: str = "cookbook"
+    datacenter: str = "dc1"
+    rack: str = "rack1"
+    image: str = CASSANDRA_IMAGE
+    cpu_request: str = "500m"
+    cpu_limit: str = "2"
+    memory: str = "2Gi"
+    storage_size: str = "10Gi"
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    anti_affinity: bool = True  # required one-pod-per-node; False for one-node labs (then only preferred)
+    drain_timeout: int = 240
+    decommissioned: tuple[int, ...] = ()  # ordinals decommissioned by hand before a scale-down
+    client_label: tuple[str, str] = ("cookbook.dev/cql-client", "true")  # pods with it may reach CQL
+
+    @property
+    def seeds(self) -> int:
+        return default_seed_count(self.replicas) if self.seed_count is None else self.seed_count
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for every invalid field; empty when the args are usable."""
+        found: list[tuple[str, str]] = []
+        if self.replicas < 1:
+            found.append(("replicas", f"must be at least 1, got {self.replicas}"))
+        elif not 1 <= self.seeds <= max(1, self.replicas - 1):
+            found.append(("seed_count", f"must be between 1 and {max(1, self.replicas - 1)} "
+                         f"(a few pods, never all {self.replicas}), got {self.seeds}"))
+        for field_name, check in (("cpu_request", check_cpu), ("cpu_limit", check_cpu), ("memory", check_memory),
+                                  ("storage_size", check_storage)):
+            if (error := check(getattr(self, field_name))) is not None:
+                found.append((field_name, error))
+        if check_memory(self.memory) is None and quantity(self.memory) < 1024 * MEBIBYTE:
+            found.append(("memory", f"Cassandra needs at least 1Gi, got {self.memory!r}"))
+        if self.drain_timeout < 10:
+            found.append(("drain_timeout", f"must be at least 10 seconds, got {self.drain_timeout}"))
+        if active := sorted(i for i in self.decommissioned if i < self.replicas):
+            found.append(("decommissioned", f"ordinals {active} are below replicas={self.replicas}, "
+                         "so those pods still run; list only pods removed by the scale-down"))
+        return found
+
+
+def cassandra_environment(args: CassandraArgs, statefulset: str) -> dict[str, str]:
+    """The official image's settings (it writes them into cassandra.yaml at start)."""
+    heap, young = jvm_heap(args.memory, args.cpu_limit)
+    return {
+        "CASSANDRA_CLUSTER_NAME": args.cluster_name,
+        "CASSANDRA_DC": args.datacenter,
+        "CASSANDRA_RACK": args.rack,
+        "CASSANDRA_ENDPOINT_SNITCH": "GossipingPropertyFileSnitch",
+        "CASSANDRA_SEEDS": ",".join(seed_hosts(statefulset, args.namespace, args.seeds)),
+        "MAX_HEAP_SIZE": f"{heap}M",
+        "HEAP_NEWSIZE": f"{young}M",
+    }
+
+
+def render_drain_script(drain_timeout: int) -> str:
+    return render_script(["cassandra/drain.sh"], {"DRAIN_TIMEOUT": drain_timeout})
+
+
+def scale_down_problem(previous: int | None, wanted: int, decommissioned: Sequence[int],
+                       statefulset: str, namespace: str) -> str | None:
+    """Why shrinking the ring from `previous` to `wanted` pods is refused, or None when it is safe."""
+    if previous is None or wanted >= previous:
+        return None
+    missing = [index for index in range(wanted, previous) if index not in decommissioned]
+    if not missing:
+        return None
+    steps = "\n".join(f"  kubectl -n {namespace} exec {statefulset}-{index} -c cassandra -- nodetool decommission"
+                      for index in sorted(missing, reverse=True))
+    gone = list(range(wanted, previous))
+    return (f"store.cassandra.replicas: scaling {statefulset} down from {previous} to {wanted} would remove "
+            f"pods {gone} before their data is streamed to the remaining nodes. Decommission them first, "
+            f"highest ordinal first, one at a time (each waits until its data has moved):\n{steps}\n"
+            f"then check `nodetool status` lists {wanted} nodes, and set store.cassandra.decommissioned: "
+            f"{gone} together with store.cassandra.replicas: {wanted}. Their PersistentVolumeClaims are kept; "
+            "delete them by hand once you no longer need the data.")
+
+
+class _ScaleGuardProvider(dynamic.ResourceProvider):
+    """Compares the wanted replica count with the deployed one (the engine passes the previous inputs)."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        previous = _olds.get("replicas")
+        problem = scale_down_problem(None if previous is None else int(previous), int(news["replicas"]),
+                                     [int(i) for i in news.get("decommissioned") or []],
+                                     str(news["statefulset"]), str(news["namespace"]))
+        failures = [] if problem is None else [dynamic.CheckFailure("replicas", problem)]
+        return dynamic.CheckResult(news, failures)
+
+    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.DiffResult:
+        keys = ("replicas", "decommissioned", "statefulset", "namespace")
+        return dynamic.DiffResult(changes=any(_olds.get(key) != _news.get(key) for key in keys),
+                                  replaces=["statefulset", "namespace"] if any(
+                                      _olds.get(key) != _news.get(key) for key in ("statefulset", "namespace"))
+                                  else [], delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        return dynamic.CreateResult(id_=f"{props['namespace']}/{props['statefulset']}", outs=props)
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.UpdateResult:
+        return dynamic.UpdateResult(outs=_news)
+
+
+class ScaleGuard(dynamic.Resource):
+    """Refuses (at preview) a replica count below the deployed one unless the removed pods were decommissioned."""
+
+    def __init__(self, name: str, replicas: int, decommissioned: Sequence[int], statefulset: str, namespace: str,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__(_ScaleGuardProvider(), name, {
+            "replicas": replicas, "decommissioned": sorted(decommissioned),
+            "statefulset": statefulset, "namespace": namespace,
+        }, opts)
+
+
+# Object fields are plain dicts with the SDK's snake_case keys; the strict schema tests
+# (tests/unit/test_store_render.py) check the objects they become.
+class CassandraCluster(pulumi.ComponentResource):
+    """A Cassandra ring: namespace, headless Service, StatefulSet, PodDisruptionBudget and NetworkPolicy."""
+
+    TYPE: ClassVar[str] = "cookbook:cassandra:Cluster"
+    namespace: str
+    statefulset_name: str
+    service_host: str
+    seeds: tuple[str, ...]
+    replicas: int
+    datacenter: str
+    client_label: tuple[str, str]
+    statefulset: kubernetes.apps.v1.StatefulSet
+
+    def __init__(self, name: str, args: CassandraArgs, opts: pulumi.ResourceOptions | None = None):
+        if problems := args.problems():
+            raise ValueError("invalid CassandraArgs: " + "; ".join(f"{key}: {message}" for key, message in problems))
+        super().__init__(self.TYPE, name, None, opts)
+        self.namespace = args.namespace
+        self.statefulset_name = name
+        self.service_host = f"{name}.{args.namespace}.svc"
+        self.seeds = seed_hosts(name, args.namespace, args.seeds)
+        self.replicas = args.replicas
+        self.datacenter = args.datacenter
+        self.client_label = args.client_label
+        child = pulumi.ResourceOptions(parent=self)
+        selector = {"app.kubernetes.io/name": "cassandra", "app.kubernetes.io/instance": name}
+        pod_labels = labels("cassandra", name, "database")
+        metadata: Any = {"name": name, "namespace": args.namespace, "labels": pod_labels}
+
+        depends: list[pulumi.Resource] = []
+        if args.create_namespace:
+            depends.append(kubernetes.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": args.namespace, "labels": dict(namespace_labels())},
+                opts=child))
+        after_namespace = pulumi.ResourceOptions(parent=self, depends_on=depends)
+
+        service = kubernetes.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata,
+            spec={
+                "cluster_ip": "None",
+                # Seeds must resolve before they are ready: a ring starts from its seeds.
+                "publish_not_ready_addresses": True,
+                "selector": selector,
+                "ports": [{"name": port_name, "port": port, "target_port": port}
+                          for port_name, port in PORTS.items()],
+            },
+            opts=after_namespace)
+
+        kubernetes.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=metadata,
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector}},
+            opts=after_namespace)
+
+        client_key, client_value = args.client_label
+        kubernetes.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=metadata,
+            spec={
+                "pod_selector": {"match_labels": selector},
+                "policy_types": ["Ingress"],
+                "ingress": [
+                    {"from": [{"pod_selector": {"match_labels": selector}}],
+                     "ports": [{"port": port, "protocol": "TCP"} for port in PORTS.values()]},
+                    {"from": [{"pod_selector": {"match_labels": {client_key: client_value}}}],
+                     "ports": [{"port": CQL_PORT, "protocol": "TCP"}]},
+                ],
+            },
+            opts=after_namespace)
+
+        guard = ScaleGuard(f"{name}-scale-guard", args.replicas, args.decommissioned, name, args.namespace,
+                           opts=child)
+
+        self.statefulset = kubernetes.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=metadata,
+            spec=self._statefulset_spec(name, args, selector, pod_labels),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, service, guard]))
+
+        self.register_outputs({
+            "namespace": self.namespace,
+            "service_host": self.service_host,
+            "seeds": list(self.seeds),
+            "replicas": self.replicas,
+            "datacenter": self.datacenter,
+        })
+
+    @staticmethod
+    def _statefulset_spec(name: str, args: CassandraArgs, selector: Mapping[str, str],
+                          pod_labels: Mapping[str, str]) -> Any:
+        term = {"label_selector": {"match_labels": dict(selector)}, "topology_key": "kubernetes.io/hostname"}
+        anti_affinity = ({"required_during_scheduling_ignored_during_execution": [term]} if args.anti_affinity
+                         else {"preferred_during_scheduling_ignored_during_execution": [
+                             {"weight": 100, "pod_affinity_term": term}]})
+        volume_spec: dict[str, Any] = {
+            "access_modes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": args.storage_size}},
+        }
+        if args.storage_class is not None:
+            volume_spec["storage_class_name"] = args.storage_class
+        env = [{"name": key, "value": value} for key, value in cassandra_environment(args, name).items()]
+        return {
+            "service_name": name,
+            "replicas": args.replicas,
+            # One pod at a time: a new node joins the ring only after the previous one has finished.
+            "pod_management_policy": "OrderedReady",
+            "update_strategy": {"type": "RollingUpdate"},
+            "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
+            "selector": {"match_labels": dict(selector)},
+            "template": {
+                "metadata": {"labels": dict(pod_labels)},
+                "spec": {
+                    "termination_grace_period_seconds": args.drain_timeout + _GRACE_MARGIN_SECONDS,
+                    "affinity": {"pod_anti_affinity": anti_affinity},
+                    "security_context": pod_security(CASSANDRA_UID),
+                    "enable_service_links": False,
+                    "containers": [{
+                        "name": "cassandra",
+                        "image": args.image,
+                        "image_pull_policy": "IfNotPresent",
+                        "ports": [{"name": port_name, "container_port": port}
+                                  for port_name, port in PORTS.items()],
+                        "env": env,
+                        "resources": resources(args.cpu_request, args.cpu_limit, args.memory),
+                        "security_context": container_security(CASSANDRA_UID),
+                        # CQL listens only once the node has joined the ring and can serve reads.
+                        "readiness_probe": {"tcp_socket": {"port": CQL_PORT}, "initial_delay_seconds": 15,
+                                            "period_seconds": 10, "timeout_seconds": 5, "failure_threshold": 3},
+                        # Gossip listens early; a node that stops answering it for 5 minutes is wedged.
+                        "liveness_probe": {"tcp_socket": {"port": PORTS["intra-node"]},
+                                           "initial_delay_seconds": 120, "period_seconds": 30,
+                                           "timeout_seconds": 10, "failure_threshold": 10},
+                        "lifecycle": {"pre_stop": {"exec": {
+                            "command": ["bash", "-c", render_drain_script(args.drain_timeout)]}}},
+                        "volume_mounts": [{"name": "data", "mount_path": DATA_DIR}],
+                    }],
+                },
+            },
+            "volume_claim_templates": [{"metadata": {"name": "data", "labels": dict(selector)},
+                                        "spec": volume_spec}],
+        }
