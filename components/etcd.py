@@ -179,7 +179,7 @@ def _common_params(args: EtcdClusterArgs) -> dict[str, Any]:
     return {"PKI_DIR": PKI_DIR, "ETCDCTL_BIN": binaries(args)[1], "SNAPSHOT_DIR": args.snapshot_dir}
 
 
-def render_snapshot_script(args: EtcdClusterArgs, member: str, address: str) -> str:
+def render_snapshot_script(args: EtcdClusterArgs, member: str) -> str:
     return render_script(
         ["node/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
         {**_common_params(args), "MEMBER_NAME": member,
@@ -210,7 +210,7 @@ def render_configure_script(args: EtcdClusterArgs, member: str, address: str, ar
             "ENV_CONTENT": render_env_file(args, member, address, architecture),
             "MEMBERSHIP_CONTENT": bootstrap_membership,
             "UNIT_CONTENT": render_unit(args, member),
-            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member, address),
+            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member),
             "SNAPSHOT_SERVICE_CONTENT": snapshot_service,
             "SNAPSHOT_TIMER_CONTENT": snapshot_timer,
             "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
@@ -371,9 +371,10 @@ class EtcdCluster(pulumi.ComponentResource):
         self.health = health.stdout
         self.client_endpoints = after_health([_url(address, args.client_port) for address in current.values()])
         self.ca_cert_pem = after_health(ca.cert_pem)
-        self.client_cert_pem = after_health(operator.cert_pem)
+        # Client credentials are secrets as a pair (a certificate alone grants nothing, but it names a client).
+        self.client_cert_pem = pulumi.Output.secret(after_health(operator.cert_pem))
         self.client_key_pem = pulumi.Output.secret(after_health(operator.key_pem))
-        self.apiserver_client_cert_pem = after_health(apiserver.cert_pem)
+        self.apiserver_client_cert_pem = pulumi.Output.secret(after_health(apiserver.cert_pem))
         self.apiserver_client_key_pem = pulumi.Output.secret(after_health(apiserver.key_pem))
         self.etcdctl_env = after_health(render_etcdctl_env(args, list(current.values())))
         self.register_outputs({

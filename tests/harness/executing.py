@@ -8,26 +8,32 @@ Update rules follow pulumi-command's documentation and provider code:
 - other inputs changed: `update` runs, or `create` again when there is no `update`;
 - a resource gone from the program: its `delete` runs after the program finished successfully
   (nothing is deleted after a failed run, like the engine).
+`command:remote:CopyToRemote` uploads a file asset over SFTP on create and update (assets compare by
+path and content hash, as the engine compares them) and deletes nothing, like the provider.
 Emulated resource types other than commands (tls, random) are replaced on any input change, as their
 providers mark every input "forces replacement".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import paramiko
 import pulumi
 
 from tests.harness import ssh
 from tests.harness.recording import RecordingMocks
 from tools.offline import unwrap_secrets
 
+T = TypeVar("T")
 Emulator = Callable[[str, dict[str, Any]], dict[str, Any]]  # (type, inputs) -> outputs
 
 
@@ -75,6 +81,29 @@ def _run_local(inputs: dict[str, Any], command: str, extra_env: dict[str, str]) 
 
 
 _RUNNERS = {"command:remote:Command": _run_remote, "command:local:Command": _run_local}
+_COPY = "command:remote:CopyToRemote"
+
+
+def _asset_identity(value: Any) -> Any:
+    """A file asset as the engine sees it: its path and the hash of its content."""
+    if isinstance(value, pulumi.FileAsset):
+        path = str(value.path)
+        return {"path": path, "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    return value
+
+
+def _upload(inputs: dict[str, Any]) -> None:
+    source = inputs["source"]
+    if not isinstance(source, dict) or "path" not in source:
+        raise ssh.CommandFailed(f"CopyToRemote emulation handles file assets only, got {source!r}")
+    transport = ssh.dial(inputs["connection"])
+    try:
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        if sftp is None:
+            raise ssh.CommandFailed("ssh: cannot open an SFTP session")
+        sftp.put(source["path"], inputs["remotePath"])
+    finally:
+        transport.close()
 
 
 class ExecutingMocks(RecordingMocks):
@@ -94,7 +123,8 @@ class ExecutingMocks(RecordingMocks):
             self.resources.append(self._recorded(registration, args))
         if not registration.custom:
             return None, dict(args.inputs)
-        urn, inputs = registration.urn, unwrap_secrets(dict(args.inputs))
+        urn = registration.urn
+        inputs = {key: _asset_identity(value) for key, value in unwrap_secrets(dict(args.inputs)).items()}
         with self._state_lock:
             old = self.state.resources.get(urn)
             self._seen.append(urn)
@@ -136,12 +166,15 @@ class ExecutingMocks(RecordingMocks):
 
     @staticmethod
     def _replaces(typ: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
-        if typ in _RUNNERS or typ == "command:remote:CopyToRemote":
+        if typ in _RUNNERS or typ == _COPY:
             return old.get("triggers") != new.get("triggers")
         return True
 
     def _create(self, typ: str, name: str, inputs: dict[str, Any], operation: str) -> dict[str, Any]:
         self._log(operation, name)
+        if typ == _COPY:
+            self._guarded(typ, name, inputs, lambda: _upload(inputs))
+            return dict(inputs)
         if typ in _RUNNERS:
             started = time.monotonic()
             result = self._run(typ, name, inputs, inputs.get("create"), {})
@@ -154,6 +187,9 @@ class ExecutingMocks(RecordingMocks):
 
     def _update(self, typ: str, name: str, old: ResourceState, inputs: dict[str, Any]) -> dict[str, Any]:
         self._log("update", name)
+        if typ == _COPY:
+            self._guarded(typ, name, inputs, lambda: _upload(inputs))
+            return dict(inputs)
         command = inputs.get("update") or inputs.get("create")
         result = self._run(typ, name, inputs, command, _previous_output_env(old.outputs, inputs))
         return {**inputs, **(result or {"stdout": old.outputs.get("stdout", ""),
@@ -169,8 +205,12 @@ class ExecutingMocks(RecordingMocks):
              extra_env: dict[str, str]) -> dict[str, str]:
         if not command:
             return {"stdout": "", "stderr": ""}
+        return self._guarded(typ, name, inputs, lambda: _RUNNERS[typ](inputs, command, extra_env))
+
+    @staticmethod
+    def _guarded(typ: str, name: str, inputs: dict[str, Any], operation: Callable[[], T]) -> T:
         try:
-            return _RUNNERS[typ](inputs, command, extra_env)
+            return operation()
         except Exception as error:  # re-raised with the resource named, as the engine reports it
             target = inputs.get("connection", {}).get("host", "localhost")
             raise RuntimeError(f"{typ} {name!r} on {target} failed: {error}") from error

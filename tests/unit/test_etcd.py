@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import os
@@ -12,16 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from pulumi.runtime import mocks as pulumi_mocks
 
 from components import etcd
+from components.node import Host, HostArgs, SshConnection
 from components.scripts import render_script
 from components.stack_config import parse_stack_config
 from components.validation import ConfigError
 from tests.harness.fixtures import FAKE_PRIVATE_KEY
-from tests.harness.program import ROOT, run_program
+from tests.harness.program import ROOT, RecordingMonitor, run_program
 from tests.harness.recording import RecordingMocks, plain_strings, unwrap_secrets
 from tests.harness.tls import emulate_tls
 
@@ -262,7 +266,7 @@ SCRIPTS = {
     "join": etcd.render_join_script(ARGS, "d", "10.9.0.4", ["10.9.0.1", "10.9.0.2", "10.9.0.3"]),
     "remove": etcd.render_remove_script(ARGS, "c"),
     "health": etcd.render_health_script(ARGS, {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"}),
-    "snapshot": etcd.render_snapshot_script(ARGS, "a", "10.9.0.1"),
+    "snapshot": etcd.render_snapshot_script(ARGS, "a"),
 }
 
 
@@ -385,3 +389,106 @@ def test_tarball_install_verifies_the_checksum_and_is_idempotent(tmp_path: Path,
     assert (tmp_path / "bin/etcdctl").exists() and not (tmp_path / "bin/README.md").exists()
     again = tarball_install(tmp_path, release_tarball)
     assert again.returncode == 0 and again.stdout == ""
+
+
+def test_install_file_never_runs_in_a_pipeline_subshell() -> None:
+    """`... | install_file` would set FILE_CHANGED in a subshell: restarts and daemon-reloads would be skipped
+    (the rolling-restart integration test caught exactly that)."""
+    for template in sorted((Path(etcd.__file__).parent / "templates/etcd").glob("*.sh")):
+        assert not re.search(r"\|\s*(\\\n\s*)?install_file", template.read_text()), template.name
+
+
+# --- the removal's quorum guard, run for real against a fake etcdctl ------------------------------------
+FAKE_ETCDCTL = """#!/bin/bash
+# Answers like etcdctl 3.4 from $FAKE_DIR/members; endpoints listed in $FAKE_DIR/down are unreachable.
+printf '%s\\n' "$*" >>"$FAKE_DIR/calls"
+endpoint=$(printf '%s\\n' "$@" | sed -n 's/^--endpoints=//p')
+case " $* " in
+  *" member list "*) cat "$FAKE_DIR/members" ;;
+  *" endpoint health "*) ! grep -qxF "$endpoint" "$FAKE_DIR/down" ;;
+  *" snapshot save "*) for last; do :; done; : >"$last" ;;
+  *" member remove "*) echo "Member removed" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def run_remove(tmp_path: Path, members: list[tuple[str, str, bool]], down: list[str], target: str) -> tuple[
+        subprocess.CompletedProcess[str], str]:
+    """members: (id, name, healthy); the target's client URL is irrelevant: it is found by name."""
+    fake = tmp_path / "etcdctl"
+    fake.write_text(FAKE_ETCDCTL)
+    fake.chmod(0o755)
+    lines = [f"{mid}, started, {name}, https://{name}:2380, https://{name}:2379, false" for mid, name, _ in members]
+    (tmp_path / "members").write_text("\n".join(lines) + "\n")
+    (tmp_path / "down").write_text("".join(f"https://{name}:2379\n" for name in down))
+    script = render_script(["node/common.sh", "etcd/common.sh", "etcd/remove.sh"], {
+        "PKI_DIR": str(tmp_path), "ETCDCTL_BIN": str(fake), "SNAPSHOT_DIR": str(tmp_path / "snapshots"),
+        "TARGET_NAME": target, "LOCAL_CLIENT_URL": "https://127.0.0.1:2379"})
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
+                          env={"PATH": "/usr/bin:/bin", "FAKE_DIR": str(tmp_path)})
+    calls = (tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else ""
+    return done, calls
+
+
+@pytest.mark.parametrize(("size", "down", "allowed"), [
+    (3, ["c"], True),             # 2 of 2 remaining healthy, quorum 2
+    (3, ["c", "b"], False),       # 1 of 2 remaining healthy
+    (5, ["e", "d"], True),        # 3 of 4 remaining healthy, quorum 3
+    (5, ["e", "d", "b"], False),  # 2 of 4 remaining healthy
+])
+def test_removal_refuses_when_the_remaining_members_would_lose_quorum(tmp_path: Path, size: int, down: list[str],
+                                                                     allowed: bool) -> None:
+    names = list("abcde")[:size]
+    target = down[0]
+    done, calls = run_remove(tmp_path, [(f"{i:016x}", n, n not in down) for i, n in enumerate(names, 1)],
+                             down, target)
+    removed = f"member remove {names.index(target) + 1:016x}" in calls
+    assert removed is allowed, (done.stdout, done.stderr)
+    if allowed:
+        assert done.returncode == 0 and f"changed: removed member {target}" in done.stdout
+        assert "snapshot save" in calls.split("member remove")[0]  # a snapshot first
+    else:
+        assert done.returncode == 1 and f"refusing to remove {target}" in done.stderr
+
+
+def test_removal_of_an_absent_member_changes_nothing(tmp_path: Path) -> None:
+    done, calls = run_remove(tmp_path, [("1", "a", True), ("2", "b", True), ("3", "d", True)], [], "c")
+    assert done.returncode == 0 and "c is not a member (already removed)" in done.stdout
+    assert "member remove" not in calls and "snapshot" not in calls
+
+
+# --- outputs ----------------------------------------------------------------------------------------------
+def test_outputs_are_secret_where_needed_and_wait_for_the_health_gate() -> None:
+    loop = asyncio.new_event_loop()  # run_program leaves no current loop behind
+    asyncio.set_event_loop(loop)
+    mocks = TlsRecordingMocks()
+    pulumi_mocks.set_mocks(mocks, project="cluster-cookbook", stack="unit", preview=False,
+                           monitor=RecordingMonitor(mocks))
+
+    @pulumi.runtime.test
+    def check() -> pulumi.Output[Any]:
+        hosts = [Host(name, HostArgs(connection=SshConnection(host=ADDRESSES[name]), hostname=name))
+                 for name in ("etcd-a", "etcd-b", "etcd-c")]
+        cluster = etcd.EtcdCluster("etcd", etcd.EtcdClusterArgs(members=hosts))
+        outputs = {"client_endpoints": cluster.client_endpoints, "ca_cert_pem": cluster.ca_cert_pem,
+                   "client_cert_pem": cluster.client_cert_pem, "client_key_pem": cluster.client_key_pem,
+                   "apiserver_client_key_pem": cluster.apiserver_client_key_pem, "etcdctl_env": cluster.etcdctl_env}
+
+        secret = {"client_cert_pem", "client_key_pem", "apiserver_client_key_pem"}
+
+        async def inspect() -> None:
+            for name, output in outputs.items():
+                depends_on = {getattr(r, "_name", None) for r in await output.resources()}
+                assert "etcd-health" in depends_on, (name, depends_on)
+                assert await output.is_secret() is (name in secret), name
+            assert await cluster.client_endpoints.future() == [
+                f"https://{ADDRESSES[n]}:2379" for n in ("etcd-a", "etcd-b", "etcd-c")]
+
+        return pulumi.Output.from_input(inspect())
+
+    try:
+        check()
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)

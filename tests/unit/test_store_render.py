@@ -28,7 +28,7 @@ from tests.harness.program import stack_names
 from tests.unit.store_support import STORE_STACK, evaluated, kinds, kubernetes_objects, run_with
 from tools import render
 
-# The oldest and newest Kubernetes versions docs/store.md declares supported.
+# The oldest and newest Kubernetes versions the README's object store section declares supported.
 KUBERNETES_VERSIONS = ("1.29.0", "1.34.0")
 SETTINGS = PithosSettings(service_uri="s3.example.test", region="home", keyspace="storage",
                           cassandra_host="cassandra.object-store.svc", datacenter="dc1", replication_factor=3)

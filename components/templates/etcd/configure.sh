@@ -31,19 +31,19 @@ receive_pki() {
 write_config() {
   install -d -m 0755 "$CONFIG_DIR" /usr/local/lib/cookbook-etcd
   install -d -m 0700 -o etcd -g etcd "$DATA_ROOT"
-  printf '%s\n' "$ENV_CONTENT" | install_file "$CONFIG_DIR/etcd.env" 0644
+  install_file "$CONFIG_DIR/etcd.env" 0644 <<<"$ENV_CONTENT"
   RESTART_NEEDED=$((RESTART_NEEDED | FILE_CHANGED))
   if [ -n "$MEMBERSHIP_CONTENT" ]; then
     # Read by etcd only when it first creates its data dir: no restart when it changes.
-    printf '%s\n' "$MEMBERSHIP_CONTENT" | install_file "$CONFIG_DIR/membership-$MEMBER_NAME.env" 0644
+    install_file "$CONFIG_DIR/membership-$MEMBER_NAME.env" 0644 <<<"$MEMBERSHIP_CONTENT"
   fi
-  printf '%s\n' "$SNAPSHOT_SCRIPT" | install_file /usr/local/lib/cookbook-etcd/snapshot 0755
-  printf '%s\n' "$UNIT_CONTENT" | install_file "/etc/systemd/system/$SERVICE.service" 0644
+  install_file /usr/local/lib/cookbook-etcd/snapshot 0755 <<<"$SNAPSHOT_SCRIPT"
+  install_file "/etc/systemd/system/$SERVICE.service" 0644 <<<"$UNIT_CONTENT"
   UNITS_CHANGED=$((UNITS_CHANGED | FILE_CHANGED))
   RESTART_NEEDED=$((RESTART_NEEDED | FILE_CHANGED))
-  printf '%s\n' "$SNAPSHOT_SERVICE_CONTENT" | install_file "/etc/systemd/system/$SNAPSHOT_UNIT.service" 0644
+  install_file "/etc/systemd/system/$SNAPSHOT_UNIT.service" 0644 <<<"$SNAPSHOT_SERVICE_CONTENT"
   UNITS_CHANGED=$((UNITS_CHANGED | FILE_CHANGED))
-  printf '%s\n' "$SNAPSHOT_TIMER_CONTENT" | install_file "/etc/systemd/system/$SNAPSHOT_UNIT.timer" 0644
+  install_file "/etc/systemd/system/$SNAPSHOT_UNIT.timer" 0644 <<<"$SNAPSHOT_TIMER_CONTENT"
   UNITS_CHANGED=$((UNITS_CHANGED | FILE_CHANGED))
 }
 

@@ -26,8 +26,9 @@ first_healthy_seed() {
 }
 
 write_membership() {
-  printf 'ETCD_INITIAL_CLUSTER=%s\nETCD_INITIAL_CLUSTER_STATE=existing\n' "$1" \
-    | install_file "$CONFIG_DIR/membership-$MEMBER_NAME.env" 0644
+  # Not through a pipe: install_file must run in this shell to set FILE_CHANGED.
+  install_file "$CONFIG_DIR/membership-$MEMBER_NAME.env" 0644 \
+    <<<"$(printf 'ETCD_INITIAL_CLUSTER=%s\nETCD_INITIAL_CLUSTER_STATE=existing' "$1")"
   if [ "$FILE_CHANGED" -eq 1 ]; then
     printf 'membership of %s: %s\n' "$MEMBER_NAME" "$1"
   fi
