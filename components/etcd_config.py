@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.etcd import INSTALL_MODES, MAX_MEMBERS
+from components.etcd import INSTALL_MODES, MAX_MEMBERS, Tarball
 from components.validation import Problems, Section, check_port, check_positive, one_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -32,19 +32,13 @@ class NodeLike(Protocol):
 
 
 @dataclass(frozen=True)
-class EtcdTarballConfig:
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
 class EtcdConfig:
     members: tuple[str, ...] = ()  # node names, in `nodes` order
     bootstrap: tuple[str, ...] = ()
     removed: Mapping[str, str] = field(default_factory=dict)  # name -> address
     version: str = "3.4.23"
     install: str = "package"
-    tarballs: Mapping[str, EtcdTarballConfig] = field(default_factory=dict)
+    tarballs: Mapping[str, Tarball] = field(default_factory=dict)
     client_port: int = 2379
     peer_port: int = 2380
     cluster_token: str = "cluster-cookbook"
@@ -67,7 +61,7 @@ def _check_absolute_path(value: str) -> str | None:
     return None if _ABSOLUTE_PATH.match(value) else f"must be an absolute path, got {value!r}"
 
 
-def _parse_tarballs(raw: Any, problems: Problems) -> dict[str, EtcdTarballConfig]:
+def _parse_tarballs(raw: Any, problems: Problems) -> dict[str, Tarball]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
@@ -87,7 +81,7 @@ def _parse_tarballs(raw: Any, problems: Problems) -> dict[str, EtcdTarballConfig
             problems.add(f"{path}.path", f"no such file on this machine: {file}")
         if sha256 and not _SHA256.match(sha256):
             problems.add(f"{path}.sha256", "must be 64 lowercase hex digits (`sha256sum FILE`)")
-        tarballs[arch] = EtcdTarballConfig(str(Path(file).expanduser()), sha256)
+        tarballs[arch] = Tarball(str(Path(file).expanduser()), sha256)
     return tarballs
 
 

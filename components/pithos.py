@@ -24,7 +24,8 @@ from components.cassandra import CASSANDRA_IMAGE, CASSANDRA_UID, CQL_PORT
 from components.kubernetes_target import check_cpu, check_memory, container_security, labels, resources
 from components.scripts import ShellValue, render_script, template
 
-# Pithos publishes no multi-arch image: the default is an amd64 build; Pis need an image you build (the README's object store section).
+# Pithos publishes no multi-arch image: the default is an amd64 build; Pis need an image you build
+# (see the README's object store section).
 PITHOS_IMAGE = "exoscale/pithos:0.7.5"
 PITHOS_JAR = "/pithos-standalone.jar"
 PITHOS_UID = 10001

@@ -37,3 +37,17 @@ take_snapshot() {
   etcdctl_as_member --endpoints="$endpoint" --command-timeout=120s snapshot save "$target" >/dev/null
   changed "snapshot saved to $target"
 }
+
+# start_service: enables the member's service and starts it without waiting (a new cluster becomes ready
+# only once a quorum of its members has started). Returns 1 when it was already running.
+start_service() {
+  if ! systemctl is-enabled --quiet "$SERVICE"; then
+    systemctl enable --quiet "$SERVICE"
+    changed "enabled $SERVICE"
+  fi
+  if systemctl is-active --quiet "$SERVICE"; then
+    return 1
+  fi
+  systemctl start --no-block "$SERVICE"
+  changed "started $SERVICE"
+}

@@ -77,15 +77,7 @@ manage_services() {
     printf '%s is not a member yet: its join step adds it\n' "$MEMBER_NAME"
     return 0
   fi
-  if ! systemctl is-enabled --quiet "$SERVICE"; then
-    systemctl enable --quiet "$SERVICE"
-    changed "enabled $SERVICE"
-  fi
-  if ! systemctl is-active --quiet "$SERVICE"; then
-    # Not waiting: a new cluster becomes ready only once a quorum of its members has started.
-    systemctl start --no-block "$SERVICE"
-    changed "started $SERVICE"
-  elif [ "$RESTART_NEEDED" -eq 1 ]; then
+  if ! start_service && [ "$RESTART_NEEDED" -eq 1 ]; then
     systemctl restart "$SERVICE"
     wait_until "$HEALTH_TIMEOUT" "$MEMBER_NAME to be healthy after its restart" local_health
     changed "restarted $SERVICE"

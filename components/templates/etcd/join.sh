@@ -96,14 +96,7 @@ join() {
   if [ -n "$initial" ]; then
     write_membership "$initial"
   fi
-  if ! systemctl is-enabled --quiet "$SERVICE"; then
-    systemctl enable --quiet "$SERVICE"
-    changed "enabled $SERVICE"
-  fi
-  if ! systemctl is-active --quiet "$SERVICE"; then
-    systemctl start --no-block "$SERVICE"
-    changed "started $SERVICE"
-  fi
+  start_service || true  # already running: nothing to start
   wait_until "$TIMEOUT" "$MEMBER_NAME to catch up and be promoted" promote
   wait_until "$TIMEOUT" "$MEMBER_NAME to be a started voting member" is_voting_and_started
   wait_until "$TIMEOUT" "$MEMBER_NAME to be healthy" local_health
