@@ -103,12 +103,24 @@ def run(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str,
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pulumi-rpc")
     loop.set_default_executor(executor)
     asyncio.set_event_loop(loop)
+    failed = False
+
+    def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # After a failed run, every output waiting on the failed resource holds the same error: it was
+        # raised once already, so asyncio's "never retrieved" echoes of it are noise.
+        if not (failed and str(context.get("message", "")).startswith("Future exception was never retrieved")):
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(report)
     try:
         pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
         loop.run_until_complete(pulumi_stack.run_pulumi_func(_run_program))
         exports = getattr(pulumi_settings.get_root_resource(), "outputs", {}) or {}
         resolved: Any = loop.run_until_complete(pulumi.Output.from_input(exports).future())
         return dict(resolved or {})
+    except BaseException:
+        failed = True
+        raise
     finally:
         # Like the engine after a failed step: operations already under way finish before the run ends.
         executor.shutdown(wait=True)

@@ -442,7 +442,7 @@ def test_snapshot_timer_and_restore(stack: Stack, tmp_path: Path) -> None:
 
 
 def assert_restores(snapshot: Path, workdir: Path, key: str, value: str) -> None:
-    """the README's etcd section's restore, on one loopback member: `snapshot restore`, then start etcd on the result."""
+    """The README's etcd restore on one loopback member: `snapshot restore`, then start etcd on the result."""
     data = workdir / "restored"
     env = {**os.environ, "ETCDCTL_API": "3"}
     subprocess.run(["etcdctl", "snapshot", "restore", str(snapshot), f"--data-dir={data}", "--name=restored",
