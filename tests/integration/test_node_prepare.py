@@ -1,7 +1,8 @@
 """The real program prepares real hosts: pi-home-shaped config, commands executed over SSH.
 
-Hosts t1..t3 boot with their own hostnames; the program renames them. t1 plays a Raspberry Pi (it gets a
-`/boot/firmware/cmdline.txt`), so its kernel command line changes once and it reboots once.
+Hosts t1..t3 boot with their own hostnames; the program renames them. t1 and t3 play Raspberry Pis, t1 with
+the Bookworm layout (`/boot/firmware/cmdline.txt`), t3 with the older one (`/boot/cmdline.txt`): each kernel
+command line changes once and each Pi reboots once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from tests.integration.conftest import boot_fleet
 
 pytestmark = pytest.mark.integration
 
-NAMES = {"t1": "pi-a", "t2": "node-b", "t3": "node-c"}
+NAMES = {"t1": "pi-a", "t2": "node-b", "t3": "pi-c"}
+CMDLINE_FILES = {"t1": "/boot/firmware/cmdline.txt", "t3": "/boot/cmdline.txt"}
 PI_CMDLINE = "console=serial0,115200 root=PARTUUID=1234-02 rootfstype=ext4 rootwait"
 
 
@@ -51,9 +53,10 @@ def up(mocks: ExecutingMocks, config: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def first_run(fleet: HostFleet) -> dict[str, Any]:
-    fleet["t1"].run("mkdir -p /boot/firmware && echo '" + PI_CMDLINE + "' > /boot/firmware/cmdline.txt")
+    for host, path in CMDLINE_FILES.items():
+        fleet[host].run(f"mkdir -p {path.rsplit('/', 1)[0]} && echo '{PI_CMDLINE}' > {path}")
     fleet["t2"].run("echo '/swapfile none swap sw 0 0' >> /etc/fstab")
-    boot_before = fleet["t1"].read_file("/proc/sys/kernel/random/boot_id").strip()
+    boot_before = {host: fleet[host].read_file("/proc/sys/kernel/random/boot_id") for host in CMDLINE_FILES}
     state = StackState()
     mocks = ExecutingMocks(state)
     ssh.SESSIONS.clear()
@@ -79,13 +82,14 @@ def test_hosts_are_prepared(fleet: HostFleet, first_run: dict[str, Any]) -> None
     assert "# disabled by cluster-cookbook: /swapfile none swap sw 0 0" in fleet["t2"].read_file("/etc/fstab")
 
 
-def test_pi_cmdline_gets_cgroup_flags_and_the_pi_rebooted_once(fleet: HostFleet,
-                                                                first_run: dict[str, Any]) -> None:
-    assert fleet["t1"].read_file("/boot/firmware/cmdline.txt").strip() == \
-        PI_CMDLINE + " cgroup_memory=1 cgroup_enable=memory"
-    assert fleet["t1"].read_file("/proc/sys/kernel/random/boot_id").strip() != first_run["boot_before"]
-    await_boot = first_run["state"].resources
-    stdout = next(r.outputs["stdout"] for r in await_boot.values() if r.name == "pi-a-await-boot")
+@pytest.mark.parametrize("host", sorted(CMDLINE_FILES))
+def test_pi_cmdline_gets_cgroup_flags_and_the_pi_rebooted_once(fleet: HostFleet, first_run: dict[str, Any],
+                                                                host: str) -> None:
+    assert fleet[host].read_file(CMDLINE_FILES[host]).strip() == PI_CMDLINE + " cgroup_memory=1 cgroup_enable=memory"
+    assert fleet[host].read_file("/proc/sys/kernel/random/boot_id") != first_run["boot_before"][host]
+    assert fleet[host].boot_count == 2
+    resources = first_run["state"].resources.values()
+    stdout = next(r.outputs["stdout"] for r in resources if r.name == f"{NAMES[host]}-await-boot")
     assert "changed: host rebooted" in stdout
 
 
@@ -102,8 +106,8 @@ def test_facts_are_stack_outputs(fleet: HostFleet, first_run: dict[str, Any]) ->
 
 def test_few_ssh_sessions_per_host(fleet: HostFleet, first_run: dict[str, Any]) -> None:
     sessions = first_run["sessions"]
-    assert sessions[fleet["t1"].address] == 2  # prepare, then the wait for the reboot
-    assert sessions[fleet["t2"].address] == sessions[fleet["t3"].address] == 1
+    assert sessions[fleet["t1"].address] == sessions[fleet["t3"].address] == 2  # prepare, then the reboot wait
+    assert sessions[fleet["t2"].address] == 1
 
 
 def test_second_run_runs_nothing(fleet: HostFleet, first_run: dict[str, Any]) -> None:
@@ -114,7 +118,7 @@ def test_second_run_runs_nothing(fleet: HostFleet, first_run: dict[str, Any]) ->
 
 def test_scripts_change_nothing_on_prepared_hosts(fleet: HostFleet, first_run: dict[str, Any]) -> None:
     """Forget the state (as after `pulumi refresh` lost it): every script runs again and reports no change."""
-    boot_before = fleet["t1"].read_file("/proc/sys/kernel/random/boot_id")
+    boots_before = {host: fleet[host].boot_count for host in NAMES}
     state = StackState()
     up(ExecutingMocks(state), stack_config(fleet))
     for resource in state.resources.values():
@@ -122,7 +126,7 @@ def test_scripts_change_nothing_on_prepared_hosts(fleet: HostFleet, first_run: d
             changes = [line for line in resource.outputs["stdout"].splitlines() if line.startswith("changed:")]
             assert changes == [], (resource.name, changes)
             assert parse_facts(resource.outputs["stdout"])["reboot_scheduled"] is False
-    assert fleet["t1"].read_file("/proc/sys/kernel/random/boot_id") == boot_before
+    assert {host: fleet[host].boot_count for host in NAMES} == boots_before
 
 
 def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet,
@@ -134,14 +138,15 @@ def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet
         with pytest.raises(Exception) as failure:
             up(ExecutingMocks(state), changed)
         message = str(failure.value)
-        assert "node-c-prepare" in message and fleet["t3"].address in message
+        assert "pi-c-prepare" in message and fleet["t3"].address in message
     finally:
         fleet["t3"].unblock()
-    # The reachable hosts were updated; only node-c is left to do.
+    # The reachable hosts were updated.
     assert "NTP=10.250.0.1" in fleet["t2"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     rerun = ExecutingMocks(state)
     up(rerun, changed)
-    assert rerun.operations == [("update", "node-c-prepare")]
+    # Only pi-c is left to do: its prepare step, then its reboot wait (whose input is the new boot state).
+    assert rerun.operations == [("update", "pi-c-prepare"), ("update", "pi-c-await-boot")]
     assert "NTP=10.250.0.1" in fleet["t3"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     print(json.dumps({"first_run_seconds": round(first_run["seconds"], 1)}))
 
@@ -161,6 +166,6 @@ def test_a_pinned_host_key_that_does_not_match_is_refused(fleet: HostFleet, firs
     config = stack_config(fleet)
     config["nodes"] = [{**config["nodes"][2], "host_key": fleet["t1"].host_key}]
     state = StackState()
-    with pytest.raises(Exception, match=r"node-c-prepare.*host key mismatch"):
+    with pytest.raises(Exception, match=r"pi-c-prepare.*host key mismatch"):
         up(ExecutingMocks(state), config)
-    assert state.resources == {} or all(r.name != "node-c-prepare" for r in state.resources.values())
+    assert state.resources == {} or all(r.name != "pi-c-prepare" for r in state.resources.values())
