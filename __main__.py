@@ -19,7 +19,8 @@ from components.etcd_config import EtcdConfig
 from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
 from components.node import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
 from components.pithos import ObjectStore
-from components.stack_config import NAMESPACE, NodeConfig, StackConfig, StoreConfig, parse_stack_config
+from components.stack_config import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
+from components.store_config import StoreConfig
 from components.validation import ConfigError
 
 

@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.cassandra import CassandraArgs
 from components.etcd_config import EtcdConfig, parse_etcd_config
-from components.kubernetes_target import check_cpu, check_memory, check_storage
 from components.node import DEFAULT_PACKAGES, Bastion
-from components.pithos import SERVICE_TYPES, PithosArgs
+from components.store_config import StoreConfig, parse_store_config
 from components.validation import (
     Problems,
     Section,
@@ -23,6 +21,7 @@ from components.validation import (
     check_dns_label,
     check_port,
     check_positive,
+    describe_type,
     did_you_mean,
     one_of,
 )
@@ -30,7 +29,12 @@ from components.validation import (
 NAMESPACE = "cluster-cookbook"
 NODE_KINDS = ("linux", "pi")
 NODE_ROLES = ("etcd", "control-plane", "worker")
-SECRET_KEYS = ("ssh_private_key", "ssh_private_key_passphrase")
+# Keys whose values must come from secret config, with how to set them.
+SECRET_KEYS = {
+    "ssh_private_key": "< ~/.ssh/id_ed25519",
+    "ssh_private_key_passphrase": "",
+    "kubeconfig": "< ~/.kube/config",
+}
 PRIVATE_KEY_ENV = "COOKBOOK_SSH_PRIVATE_KEY"
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
@@ -85,17 +89,6 @@ class SshSecrets:
 
     private_key: str | None = None
     private_key_passphrase: str | None = None
-
-
-@dataclass(frozen=True)
-class StoreConfig:
-    """The S3 object store (Cassandra + Pithos) on an existing Kubernetes cluster (`store` section)."""
-
-    cassandra: CassandraArgs
-    pithos: PithosArgs  # cassandra_host is filled in once the Cassandra component exists
-    kubeconfig: str | None = None  # plain text here (from secret config); wrap before use
-    context: str | None = None
-    render_directory: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,116 +175,22 @@ def _parse_prepare(raw: Any, problems: Problems) -> PrepareConfig:
     return prepare
 
 
-def _parse_secrets(raw: Mapping[str, Any], secret_keys: set[str], env: Mapping[str, str],
-                   problems: Problems) -> SshSecrets:
+def _secret_values(raw: Mapping[str, Any], secret_keys: set[str], problems: Problems) -> dict[str, str | None]:
+    """Values of SECRET_KEYS; each must have been set with `--secret` (else it sits in the stack file in clear)."""
     values: dict[str, str | None] = {}
-    for key in SECRET_KEYS:
+    for key, example in SECRET_KEYS.items():
         value = raw.get(key)
+        values[key] = None
         if value is None:
-            values[key] = None
-        elif key not in secret_keys:
-            problems.add(key, f"must be stored as a secret: `pulumi config set --secret {key} ...` "
+            continue
+        if key not in secret_keys:
+            problems.add(key, f"must be stored as a secret: `pulumi config set --secret {key} {example}` "
                               "(plain values would be written to the stack file)")
-            values[key] = None
         elif not isinstance(value, str):
-            problems.add(key, "must be a string")
-            values[key] = None
+            problems.add(key, f"must be a string, got {describe_type(value)}")
         else:
             values[key] = value
-    return SshSecrets(private_key=values["ssh_private_key"] or env.get(PRIVATE_KEY_ENV),
-                      private_key_passphrase=values["ssh_private_key_passphrase"])
-
-
-def _report(path: str, found: list[tuple[str, str]], problems: Problems) -> None:
-    for name, message in found:
-        problems.add(f"{path}.{name}", message)
-
-
-def _parse_cassandra(raw: Any, namespace: str, problems: Problems) -> tuple[CassandraArgs, int]:
-    section = Section(raw, "store.cassandra", problems)
-    base = CassandraArgs()
-    replicas = section.value("replicas", int, base.replicas, check_positive)
-    args = CassandraArgs(
-        namespace=namespace,
-        replicas=replicas,
-        seed_count=section.value("seed_count", int, None, check_positive),
-        cluster_name=section.value("cluster_name", str, base.cluster_name, check_dns_label),
-        datacenter=section.value("datacenter", str, base.datacenter, check_dns_label),
-        rack=section.value("rack", str, base.rack, check_dns_label),
-        image=section.value("image", str, base.image),
-        cpu_request=section.value("cpu_request", str, base.cpu_request, check_cpu),
-        cpu_limit=section.value("cpu_limit", str, base.cpu_limit, check_cpu),
-        memory=section.value("memory", str, base.memory, check_memory),
-        storage_size=section.value("storage_size", str, base.storage_size, check_storage),
-        storage_class=section.value("storage_class", str, None, check_dns_label),
-        anti_affinity=section.value("anti_affinity", bool, base.anti_affinity),
-        drain_timeout=section.value("drain_timeout", int, base.drain_timeout, check_positive),
-        decommissioned=tuple(section.value("decommissioned", list, [])),
-    )
-    if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in args.decommissioned):
-        problems.add("store.cassandra.decommissioned", "must be a list of pod ordinals (0, 1, ...)")
-        args = CassandraArgs(**{**vars(args), "decommissioned": ()})
-    replication = section.value("replication_factor", int, min(3, replicas), check_positive)
-    if replication > replicas:
-        problems.add("store.cassandra.replication_factor",
-                     f"must not exceed replicas ({replicas}): each replica lives on its own node, got {replication}")
-    section.finish()
-    _report("store.cassandra", args.problems(), problems)
-    return args, replication
-
-
-def _parse_pithos(raw: Any, cassandra: CassandraArgs, replication: int, problems: Problems) -> PithosArgs:
-    section = Section(raw, "store.pithos", problems)
-    base = PithosArgs(namespace=cassandra.namespace)
-    args = PithosArgs(
-        namespace=cassandra.namespace,
-        datacenter=cassandra.datacenter,
-        replication_factor=replication,
-        cassandra_image=cassandra.image,
-        image=section.value("image", str, base.image),
-        jar_path=section.value("jar_path", str, base.jar_path),
-        replicas=section.value("replicas", int, base.replicas),
-        service_type=section.value("service_type", str, base.service_type, one_of(SERVICE_TYPES)),
-        node_port=section.value("node_port", int, None, check_port),
-        endpoint=section.value("endpoint", str, None),
-        region=section.value("region", str, base.region, check_dns_label),
-        keyspace=section.value("keyspace", str, base.keyspace),
-        tenants=section.strings("tenants"),
-        cpu_request=section.value("cpu_request", str, base.cpu_request, check_cpu),
-        cpu_limit=section.value("cpu_limit", str, base.cpu_limit, check_cpu),
-        memory=section.value("memory", str, base.memory, check_memory),
-        schema_wait_seconds=section.value("schema_wait_seconds", int, base.schema_wait_seconds, check_positive),
-    )
-    section.finish()
-    reported = {"service_type", "cpu_request", "cpu_limit", "memory"}  # already checked above
-    _report("store.pithos", [(n, m) for n, m in args.problems() if n not in reported], problems)
-    return args
-
-
-def _parse_store(raw: Mapping[str, Any], secret_keys: set[str], problems: Problems) -> StoreConfig | None:
-    kubeconfig = raw.get("kubeconfig")
-    if kubeconfig is not None and "kubeconfig" not in secret_keys:
-        problems.add("kubeconfig", "must be stored as a secret: "
-                                   "`pulumi config set --secret kubeconfig < ~/.kube/config` "
-                                   "(plain values would be written to the stack file)")
-        kubeconfig = None
-    elif kubeconfig is not None and not isinstance(kubeconfig, str):
-        problems.add("kubeconfig", "must be the text of a kubeconfig file")
-        kubeconfig = None
-    if raw.get("store") is None:
-        return None
-    section = Section(raw.get("store"), "store", problems)
-    namespace = section.value("namespace", str, "object-store", check_dns_label)
-    context = section.value("context", str, None)
-    render_directory = section.value("render_directory", str, None)
-    cassandra, replication = _parse_cassandra(section.raw("cassandra"), namespace, problems)
-    pithos = _parse_pithos(section.raw("pithos"), cassandra, replication, problems)
-    section.finish()
-    if kubeconfig is None and render_directory is None and "kubeconfig" not in raw:
-        problems.add("kubeconfig", "the store needs a cluster: `pulumi config set --secret kubeconfig < FILE` "
-                                   "(or set store.render_directory to only render manifests)")
-    return StoreConfig(cassandra=cassandra, pithos=pithos, kubeconfig=kubeconfig, context=context,
-                       render_directory=render_directory)
+    return values
 
 
 def _check_credentials(config: StackConfig, problems: Problems) -> None:
@@ -301,7 +200,7 @@ def _check_credentials(config: StackConfig, problems: Problems) -> None:
                      f"export {PRIVATE_KEY_ENV}, or run an ssh-agent (SSH_AUTH_SOCK) and keep ssh.agent true")
 
 
-TOP_LEVEL_KEYS = ("nodes", "ssh", "prepare", "store", "kubeconfig", "etcd", *SECRET_KEYS)
+TOP_LEVEL_KEYS = ("nodes", "ssh", "prepare", "store", "etcd", *SECRET_KEYS)
 
 
 def parse_stack_config(raw: Mapping[str, Any], secret_keys: set[str] | None = None,
@@ -316,12 +215,14 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: set[str] | None = No
         problems.add(f"{NAMESPACE}:{unknown}", f"unknown key{did_you_mean(unknown, TOP_LEVEL_KEYS)}")
     ssh = _parse_ssh(raw.get("ssh"), problems, env)
     nodes = _parse_nodes(raw.get("nodes"), ssh, problems)
+    secrets = _secret_values(raw, secret_keys or set(), problems)
     config = StackConfig(
         nodes=nodes,
         ssh=ssh,
         prepare=_parse_prepare(raw.get("prepare"), problems),
-        secrets=_parse_secrets(raw, secret_keys or set(), env, problems),
-        store=_parse_store(raw, secret_keys or set(), problems),
+        secrets=SshSecrets(private_key=secrets["ssh_private_key"] or env.get(PRIVATE_KEY_ENV),
+                           private_key_passphrase=secrets["ssh_private_key_passphrase"]),
+        store=parse_store_config(raw.get("store"), secrets["kubeconfig"], "kubeconfig" in raw, problems),
         etcd=parse_etcd_config(raw.get("etcd"), nodes, problems),
     )
     if "ssh_private_key" not in raw:  # a present but plain key was reported above
