@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 
 from components.cassandra import CassandraCluster
-from components.etcd import EtcdCluster, EtcdClusterArgs
+from components.etcd import EtcdCluster
 from components.etcd_config import EtcdConfig
 from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
 from components.node import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
@@ -71,14 +71,8 @@ def build_host(config: StackConfig, node: NodeConfig) -> Host:
 
 def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host]) -> EtcdCluster:
     """The etcd cluster on the nodes with role etcd (those in etcd.removed have no Host)."""
-    return EtcdCluster("etcd", EtcdClusterArgs(
-        members=[hosts[name] for name in etcd.members], bootstrap=etcd.bootstrap, removed=etcd.removed,
-        version=etcd.version, install=etcd.install,
-        tarballs=etcd.tarballs,
-        client_port=etcd.client_port, peer_port=etcd.peer_port, cluster_token=etcd.cluster_token,
-        snapshot_schedule=etcd.snapshot_schedule, snapshot_retention=etcd.snapshot_retention,
-        snapshot_dir=etcd.snapshot_directory, health_timeout=etcd.health_timeout,
-    ))
+    members = [hosts[name] for name in etcd.members]
+    return EtcdCluster("etcd", dataclasses.replace(etcd.cluster, members=members))
 
 
 def build_store(store: StoreConfig) -> ObjectStore:

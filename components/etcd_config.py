@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.etcd import INSTALL_MODES, MAX_MEMBERS, Tarball
+from components.etcd import INSTALL_MODES, MAX_MEMBERS, EtcdClusterArgs, Tarball
 from components.validation import Problems, Section, check_port, check_positive, one_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -33,19 +33,15 @@ class NodeLike(Protocol):
 
 @dataclass(frozen=True)
 class EtcdConfig:
-    members: tuple[str, ...] = ()  # node names, in `nodes` order
-    bootstrap: tuple[str, ...] = ()
-    removed: Mapping[str, str] = field(default_factory=dict)  # name -> address
-    version: str = "3.4.23"
-    install: str = "package"
-    tarballs: Mapping[str, Tarball] = field(default_factory=dict)
-    client_port: int = 2379
-    peer_port: int = 2380
-    cluster_token: str = "cluster-cookbook"
-    snapshot_schedule: str = "hourly"
-    snapshot_retention: int = 24
-    snapshot_directory: str = "/var/backups/cookbook-etcd"
-    health_timeout: int = 300
+    """The `etcd` section: member node names (in `nodes` order) and the cluster's settings, whose
+    `members` the program fills with the nodes' Host components."""
+
+    members: tuple[str, ...]
+    cluster: EtcdClusterArgs
+
+    @property
+    def removed(self) -> Mapping[str, str]:
+        return self.cluster.removed
 
 
 def _check_calendar(value: str) -> str | None:
@@ -115,8 +111,8 @@ def parse_etcd_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems) -
     if len(set(bootstrap)) != len(bootstrap):
         problems.add("etcd.bootstrap", "names a member twice")
     snapshot = Section(section.raw("snapshot"), "etcd.snapshot", problems)
-    config = EtcdConfig(
-        members=members,
+    config = EtcdConfig(members=members, cluster=EtcdClusterArgs(
+        members=(),
         bootstrap=bootstrap,
         removed=removed,
         version=section.value("version", str, "3.4.23", _check_version),
@@ -127,13 +123,13 @@ def parse_etcd_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems) -
         cluster_token=section.value("cluster_token", str, "cluster-cookbook"),
         snapshot_schedule=snapshot.value("schedule", str, "hourly", _check_calendar),
         snapshot_retention=snapshot.value("retention", int, 24, check_positive),
-        snapshot_directory=snapshot.value("directory", str, "/var/backups/cookbook-etcd", _check_absolute_path),
+        snapshot_dir=snapshot.value("directory", str, "/var/backups/cookbook-etcd", _check_absolute_path),
         health_timeout=section.value("health_timeout", int, 300, check_positive),
-    )
+    ))
     snapshot.finish()
     section.finish()
-    if config.install == "tarball" and not config.tarballs:
+    if config.cluster.install == "tarball" and not config.cluster.tarballs:
         problems.add("etcd.tarballs", "etcd.install is tarball: give a {path, sha256} per node architecture")
-    if config.client_port == config.peer_port:
+    if config.cluster.client_port == config.cluster.peer_port:
         problems.add("etcd.peer_port", "must differ from etcd.client_port")
     return config
