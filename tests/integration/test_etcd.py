@@ -441,6 +441,37 @@ def test_snapshot_timer_and_restore(stack: Stack, tmp_path: Path) -> None:
     assert_restores(snapshot, tmp_path, "/it/restore-me", "precious")
 
 
+def test_documented_whole_cluster_restore_brings_deleted_data_back(stack: Stack) -> None:
+    """The README's whole-cluster restore, step by step on every member, after a key was deleted."""
+    stack.etcdctl("put", "/it/whole-restore", "before-the-disaster")
+    source = stack.fleet[stack.members["etcd-a"]]
+    source.run("systemctl start cookbook-etcd-snapshot.service")
+    newest = sorted(f for f in source.run("ls -1 /var/backups/cookbook-etcd").stdout.split()
+                    if f.startswith("etcd-a-"))[-1]
+    snapshot = source.run(f"base64 -w0 /var/backups/cookbook-etcd/{newest}").stdout
+    stack.etcdctl("del", "/it/whole-restore")  # the disaster
+    initial = ",".join(f"{name}=https://{stack.address(name)}:2380" for name in stack.members)
+    for host in stack.members.values():  # step 1: stop every member
+        stack.fleet[host].run("systemctl stop cookbook-etcd")
+    for name, host in stack.members.items():  # step 2: restore into a new data dir on each member
+        stack.fleet[host].run("base64 -d > /root/SNAP", input=snapshot)
+        stack.fleet[host].run(
+            f"ETCDCTL_API=3 etcdctl snapshot restore /root/SNAP --name {name} --initial-cluster {initial} "
+            f"--initial-cluster-token cluster-cookbook-restored "
+            f"--initial-advertise-peer-urls https://{stack.address(name)}:2380 "
+            f"--data-dir /var/lib/cookbook-etcd/{name}.restored && "
+            f"mv /var/lib/cookbook-etcd/{name} /var/lib/cookbook-etcd/{name}.before-restore && "
+            f"mv /var/lib/cookbook-etcd/{name}.restored /var/lib/cookbook-etcd/{name} && "
+            f"chown -R etcd:etcd /var/lib/cookbook-etcd/{name}")
+    for host in stack.members.values():  # step 3: start every member (a quorum must start to serve)
+        stack.fleet[host].run("systemctl start --no-block cookbook-etcd")
+    wait_healthy(stack)
+    got = stack.etcdctl("get", "/it/whole-restore", "--print-value-only").stdout.strip()
+    assert got == "before-the-disaster"
+    assert sorted(m["name"] for m in stack.member_list()) == sorted(stack.members)
+    assert_all_acked_present(stack)
+
+
 def assert_restores(snapshot: Path, workdir: Path, key: str, value: str) -> None:
     """The README's etcd restore on one loopback member: `snapshot restore`, then start etcd on the result."""
     data = workdir / "restored"
