@@ -399,7 +399,8 @@ def test_replacing_a_stopped_member_keeps_the_cluster_writable(stack: Stack) -> 
 
 def test_a_config_change_restarts_members_one_at_a_time(stack: Stack) -> None:
     """A changed env file (here the cluster token) restarts every member, in chain order, each waiting until
-    it is healthy again before the next one restarts; writes go on and none acknowledged is lost."""
+    it is healthy again before the next one restarts, the leader handing over first; writes go on and none
+    acknowledged is lost."""
     writer = Writer(stack, "/it/rolling", stack.endpoints(), timeout="1s")
     writer.start()
     stack.etcd_settings["cluster_token"] = "rolled"
@@ -417,6 +418,9 @@ def test_a_config_change_restarts_members_one_at_a_time(stack: Stack) -> None:
     for name, host in stack.members.items():
         assert stack.fleet[host].run("systemctl show -p MainPID --value cookbook-etcd").stdout.strip() != \
             pids_before[name]
+    # Whoever leads when its turn comes hands leadership over before restarting (no election timeout).
+    member_steps = [r.outputs["stdout"] for r in stack.state.resources.values() if r.name in updates]
+    assert any("leadership moved to" in stdout for stdout in member_steps)
     stack.etcdctl("endpoint", "health", "--cluster")
     assert_all_acked_present(stack)
 
