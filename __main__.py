@@ -84,6 +84,7 @@ def build_store(store: StoreConfig) -> ObjectStore:
     cassandra = CassandraCluster("cassandra", store.cassandra, opts=on_target)
     pithos_args = dataclasses.replace(store.pithos, cassandra_host=cassandra.service_host,
                                       cassandra_client_label=cassandra.client_label)
+    # Pithos's schema job talks to Cassandra: the whole Cassandra component (StatefulSet, Service) first.
     return ObjectStore("pithos", pithos_args,
                        opts=pulumi.ResourceOptions(providers=[target.provider], depends_on=[cassandra]))
 

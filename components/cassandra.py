@@ -215,6 +215,7 @@ class CassandraCluster(pulumi.ComponentResource):
                 f"{name}-namespace",
                 metadata={"name": args.namespace, "labels": dict(namespace_labels())},
                 opts=child))
+        # Namespaced objects need their namespace first (it is referenced by name, not by an Output).
         after_namespace = pulumi.ResourceOptions(parent=self, depends_on=depends)
 
         service = kubernetes.core.v1.Service(
@@ -259,6 +260,7 @@ class CassandraCluster(pulumi.ComponentResource):
             f"{name}-statefulset",
             metadata=metadata,
             spec=self._statefulset_spec(name, args, selector, pod_labels),
+            # The headless Service gives the seeds' DNS names; the guard must pass before replicas change.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends, service, guard]))
 
         self.register_outputs({

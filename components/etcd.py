@@ -423,5 +423,6 @@ class EtcdCluster(pulumi.ComponentResource):
             connection=host.connection.args(),
             source=host.architecture.apply(source),
             remote_path=host.architecture.apply(lambda arch: tarball_remote_path(args, arch)),
+            # After the host's preparation (its facts name the architecture; /var/tmp must exist).
             opts=pulumi.ResourceOptions(parent=self, depends_on=[host]),
         )

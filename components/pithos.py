@@ -235,7 +235,7 @@ class ObjectStore(pulumi.ComponentResource):
             spec=self._schema_job_spec(args, settings, {**pod_labels, "app.kubernetes.io/component": "schema"},
                                        config_volume, config_mount),
             # The pod template is immutable: a changed job is recreated under the same name (and re-run:
-            # every step is idempotent).
+            # every step is idempotent). It mounts the config Secret, so that exists first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret], delete_before_replace=True))
 
         # A one-way digest of 238-bit random secrets reveals nothing, so it may stay readable: a secret here
@@ -246,6 +246,7 @@ class ObjectStore(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=metadata,
             spec=self._deployment_spec(args, selector, pod_labels, config_hash, config_volume, config_mount),
+            # Pithos serves only once its keyspace and tables exist.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[schema]))
 
         kubernetes.policy.v1.PodDisruptionBudget(
