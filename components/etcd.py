@@ -330,29 +330,25 @@ class EtcdCluster(pulumi.ComponentResource):
 
         anchor = ordered[0]
         changes: list[command.remote.Command] = []
-        for target in sorted(args.removed):
+
+        def membership_change(resource_name: str, on: Host, script: str) -> None:
             changes.append(command.remote.Command(
-                f"{name}-remove-{target}",
-                connection=anchor.connection.args(),
-                create=remote_invocation(render_remove_script(args, target), anchor.connection.become),
+                resource_name,
+                connection=on.connection.args(),
+                create=remote_invocation(script, on.connection.become),
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    # Removals run through the anchor's etcdctl and certificate, one change at a time.
+                    # One membership change at a time, after every member step: removals first (a dead
+                    # member is removed before its replacement joins), then joins in order.
                     depends_on=[*member_commands.values(), *changes]),
             ))
+
+        for target in sorted(args.removed):  # through the anchor's etcdctl and certificate
+            membership_change(f"{name}-remove-{target}", anchor, render_remove_script(args, target))
         seeds = [addresses[name] for name in bootstrap]
         for host in joiners:
-            changes.append(command.remote.Command(
-                f"{name}-join-{host.hostname}",
-                connection=host.connection.args(),
-                create=remote_invocation(render_join_script(args, host.hostname, host.address, seeds),
-                                         host.connection.become),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    # One membership change at a time: after every removal (a dead member is removed
-                    # before its replacement joins) and every earlier join.
-                    depends_on=[*member_commands.values(), *changes]),
-            ))
+            membership_change(f"{name}-join-{host.hostname}", host,
+                              render_join_script(args, host.hostname, host.address, seeds))
 
         current = {host.hostname: host.address for host in ordered}
         health = command.remote.Command(
