@@ -100,9 +100,6 @@ class StackConfig:
     store: StoreConfig | None = None
     etcd: EtcdConfig | None = None  # None: no node has role etcd
 
-    def nodes_with_role(self, role: str) -> tuple[NodeConfig, ...]:
-        return tuple(node for node in self.nodes if role in node.roles)
-
 
 def _parse_proxy(raw: Any, path: str, problems: Problems) -> Bastion | None:
     if raw is None:

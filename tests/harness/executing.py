@@ -118,9 +118,7 @@ class ExecutingMocks(RecordingMocks):
 
     # --- what the engine does per registration -------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        registration = self.registrations[args.name + "|" + args.typ]
-        with self._lock:
-            self.resources.append(self._recorded(registration, args))
+        registration = self.remember(args)
         if not registration.custom:
             return None, dict(args.inputs)
         urn = registration.urn
@@ -155,11 +153,6 @@ class ExecutingMocks(RecordingMocks):
             del self.state.resources[urn]
 
     # --- operations --------------------------------------------------------------------------------
-    def _recorded(self, registration: Any, args: pulumi.runtime.MockResourceArgs) -> Any:
-        from tests.harness.recording import Recorded
-
-        return Recorded(registration, unwrap_secrets(dict(args.inputs)))
-
     def _log(self, operation: str, name: str) -> None:
         with self._state_lock:
             self.operations.append((operation, name))
@@ -191,9 +184,9 @@ class ExecutingMocks(RecordingMocks):
             self._guarded(typ, name, inputs, lambda: _upload(inputs))
             return dict(inputs)
         command = inputs.get("update") or inputs.get("create")
-        result = self._run(typ, name, inputs, command, _previous_output_env(old.outputs, inputs))
-        return {**inputs, **(result or {"stdout": old.outputs.get("stdout", ""),
-                                       "stderr": old.outputs.get("stderr", "")})}
+        if not command:  # the provider keeps the previous outputs when there is nothing to run
+            return {**inputs, "stdout": old.outputs.get("stdout", ""), "stderr": old.outputs.get("stderr", "")}
+        return {**inputs, **self._run(typ, name, inputs, command, _previous_output_env(old.outputs, inputs))}
 
     def _delete(self, old: ResourceState, operation: str) -> None:
         self._log(operation, old.name)

@@ -54,10 +54,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         with self._lock:
             self.registrations[registration.name + "|" + registration.type] = registration
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+    def remember(self, args: pulumi.runtime.MockResourceArgs) -> Registration:
+        """Records the resource with its resolved inputs; returns what its registration told the engine."""
         with self._lock:
             registration = self.registrations[args.name + "|" + args.typ]
             self.resources.append(Recorded(registration, unwrap_secrets(dict(args.inputs))))
+        return registration
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        registration = self.remember(args)
         outputs = dict(args.inputs)  # secret markers kept, so secret inputs stay secret outputs
         outputs.update(self.fake_outputs(args.typ, args.inputs))
         if args.typ.startswith("random:"):
