@@ -13,15 +13,15 @@ from typing import Any
 
 import pulumi
 
-from components.cassandra import CassandraCluster
-from components.etcd import EtcdCluster
-from components.etcd_config import EtcdConfig
-from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
-from components.node import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
-from components.pithos import ObjectStore
-from components.stack_config import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
-from components.store_config import StoreConfig
-from components.validation import ConfigError
+from components.etcd.cluster import EtcdCluster
+from components.etcd.config import EtcdConfig
+from components.nodes.host import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
+from components.shared.kubernetes import KubernetesTarget, KubernetesTargetArgs
+from components.shared.validation import ConfigError
+from components.stack import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
+from components.store.cassandra import CassandraCluster
+from components.store.config import StoreConfig
+from components.store.pithos import ObjectStore
 
 
 def read_raw_config() -> tuple[dict[str, Any], set[str]]:

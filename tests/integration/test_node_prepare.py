@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.node import parse_facts
+from components.nodes.host import parse_facts
 from tests.harness import ssh
 from tests.harness.executing import ExecutingMocks, StackState
 from tests.harness.program import run_program

@@ -19,11 +19,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from pulumi.runtime import mocks as pulumi_mocks
 
-from components import etcd
-from components.node import Host, HostArgs, SshConnection
-from components.scripts import render_script
-from components.stack_config import parse_stack_config
-from components.validation import ConfigError
+from components.etcd import cluster as etcd
+from components.nodes.host import Host, HostArgs, SshConnection
+from components.shared.scripts import render_script
+from components.shared.validation import ConfigError
+from components.stack import parse_stack_config
 from tests.harness.fixtures import FAKE_PRIVATE_KEY
 from tests.harness.program import ROOT, RecordingMonitor, run_program
 from tests.harness.recording import RecordingMocks, plain_strings, unwrap_secrets
@@ -351,7 +351,7 @@ def test_inputs_are_identical_across_hash_seeds() -> None:
 # --- the tarball install step, run for real in a temp dir -----------------------------------------------
 def tarball_install(tmp_path: Path, sha256: str) -> subprocess.CompletedProcess[str]:
     script = render_script(
-        ["node/common.sh", "node/files.sh", "etcd/common.sh", "etcd/install.sh"],
+        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh"],
         {"PKI_DIR": str(tmp_path / "pki"), "ETCDCTL_BIN": str(tmp_path / "bin/etcdctl"),
          "SNAPSHOT_DIR": str(tmp_path / "snapshots"), "INSTALL_MODE": "tarball", "ETCD_VERSION": "3.4.23",
          "ETCD_BIN": str(tmp_path / "bin/etcd"), "TARBALL_PATH": str(tmp_path / "etcd.tar.gz"),
@@ -391,7 +391,7 @@ def test_tarball_install_verifies_the_checksum_and_is_idempotent(tmp_path: Path,
 def test_install_file_never_runs_in_a_pipeline_subshell() -> None:
     """`... | install_file` would set FILE_CHANGED in a subshell: restarts and daemon-reloads would be skipped
     (the rolling-restart integration test caught exactly that)."""
-    for template in sorted((Path(etcd.__file__).parent / "templates/etcd").glob("*.sh")):
+    for template in sorted((Path(etcd.__file__).parent / "templates").glob("*.sh")):
         assert not re.search(r"\|\s*(\\\n\s*)?install_file", template.read_text()), template.name
 
 
@@ -419,7 +419,7 @@ def run_remove(tmp_path: Path, members: list[tuple[str, str, bool]], down: list[
     lines = [f"{mid}, started, {name}, https://{name}:2380, https://{name}:2379, false" for mid, name, _ in members]
     (tmp_path / "members").write_text("\n".join(lines) + "\n")
     (tmp_path / "down").write_text("".join(f"https://{name}:2379\n" for name in down))
-    script = render_script(["node/common.sh", "etcd/common.sh", "etcd/remove.sh"], {
+    script = render_script(["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"], {
         "PKI_DIR": str(tmp_path), "ETCDCTL_BIN": str(fake), "SNAPSHOT_DIR": str(tmp_path / "snapshots"),
         "TARGET_NAME": target, "LOCAL_CLIENT_URL": "https://127.0.0.1:2379"})
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,

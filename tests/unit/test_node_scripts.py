@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from components.node import (
+from components.nodes.host import (
     FACTS_MARKER,
     HostArgs,
     RaspberryPiArgs,
@@ -16,7 +16,7 @@ from components.node import (
     render_await_boot_script,
     render_prepare_script,
 )
-from components.scripts import remote_invocation, shell_assignment
+from components.shared.scripts import remote_invocation, shell_assignment
 from tests.harness.recording import FAKE_FACTS
 from tests.harness.validators import shellcheck_findings
 

@@ -7,8 +7,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.stack_config import parse_stack_config
-from components.validation import ConfigError
+from components.shared.validation import ConfigError
+from components.stack import parse_stack_config
 from tests.harness.program import run_program
 from tests.harness.recording import RecordingMocks
 

@@ -10,7 +10,8 @@ import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 import pytest
 
-from components.cassandra import (
+from components.shared.kubernetes import KubernetesTarget, KubernetesTargetArgs
+from components.store.cassandra import (
     CassandraArgs,
     CassandraCluster,
     cassandra_environment,
@@ -19,8 +20,7 @@ from components.cassandra import (
     scale_down_problem,
     seed_hosts,
 )
-from components.kubernetes_target import KubernetesTarget, KubernetesTargetArgs
-from components.pithos import ObjectStore, PithosArgs
+from components.store.pithos import ObjectStore, PithosArgs
 from tests.harness.fixtures import FAKE_KUBECONFIG
 from tests.harness.program import SECRET_SIG
 from tests.harness.recording import plain_strings
@@ -173,7 +173,7 @@ def test_the_scale_guard_checks_against_the_previous_inputs() -> None:
     assert (guard.inputs["replicas"], guard.inputs["statefulset"]) == (3, "cassandra")
     sts = mocks.named("cassandra-statefulset")
     assert guard.urn in sts.registration.dependencies  # the StatefulSet changes only after the check passed
-    from components.cassandra import _ScaleGuardProvider
+    from components.store.cassandra import _ScaleGuardProvider
 
     provider = _ScaleGuardProvider()
     news = {"replicas": 2, "decommissioned": [], "statefulset": "cassandra", "namespace": "object-store"}

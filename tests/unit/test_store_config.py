@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from components.cassandra import CASSANDRA_IMAGE
-from components.pithos import PITHOS_IMAGE
-from components.stack_config import parse_stack_config
-from components.validation import ConfigError
+from components.shared.validation import ConfigError
+from components.stack import parse_stack_config
+from components.store.cassandra import CASSANDRA_IMAGE
+from components.store.pithos import PITHOS_IMAGE
 
 KUBECONFIG = "apiVersion: v1\nkind: Config\n"
 

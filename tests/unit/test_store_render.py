@@ -13,8 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.cassandra import render_drain_script
-from components.pithos import (
+from components.shared.scripts import template
+from components.store.cassandra import render_drain_script
+from components.store.pithos import (
     AccessKey,
     PithosSettings,
     boto3_settings,
@@ -22,7 +23,6 @@ from components.pithos import (
     render_s3cfg,
     render_schema_script,
 )
-from components.scripts import template
 from policy.rules import EXAMPLE_CREDENTIALS
 from tests.harness.program import stack_names
 from tests.harness.validators import shellcheck_findings
@@ -116,7 +116,7 @@ def test_rendered_scripts_pass_shellcheck(name: str) -> None:
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by `make test`")
 def test_install_step_is_posix_sh() -> None:  # the pithos image is Alpine: no bash
     done = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", "-"],
-                          input=template("pithos/schema-install.sh"), capture_output=True, text=True, check=False)
+                          input=template("store/schema-install.sh"), capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
 
 
@@ -125,7 +125,7 @@ def test_schema_steps_are_guarded() -> None:
     assert "CREATE KEYSPACE IF NOT EXISTS ${KEYSPACE}" in prepare
     assert "REPLICATION='{'\"'\"'class'\"'\"': '\"'\"'NetworkTopologyStrategy'\"'\"'" in prepare
     assert 'touch "${STAMP}"' in prepare
-    assert 'if [ -e "${STAMP}" ]' in template("pithos/schema-install.sh")
+    assert 'if [ -e "${STAMP}" ]' in template("store/schema-install.sh")
     assert "exit 1" in SCRIPTS["schema-verify"]
 
 

@@ -14,7 +14,7 @@ import pytest
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
-from components.pithos import AccessKey, boto3_settings
+from components.store.pithos import AccessKey, boto3_settings
 from tools import s3_smoke
 
 KEY = AccessKey("operator", "KIYAI6F08WBUV27AOSPJ", "Zq3xLr7VnPa2Wd9kTs4YbHc6Jm1Ne8Gu5Qf0Xo3R", master=True)

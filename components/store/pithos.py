@@ -20,9 +20,9 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 
-from components.cassandra import CASSANDRA_IMAGE, CASSANDRA_UID, CQL_PORT
-from components.kubernetes_target import check_cpu, check_memory, container_security, labels, resources
-from components.scripts import ShellValue, render_script, template
+from components.shared.kubernetes import check_cpu, check_memory, container_security, labels, resources
+from components.shared.scripts import ShellValue, render_script, template
+from components.store.cassandra import CASSANDRA_IMAGE, CASSANDRA_UID, CQL_PORT
 
 # Pithos publishes no multi-arch image: the default is an amd64 build; Pis need an image you build
 # (see the README's object store section).
@@ -76,11 +76,11 @@ def render_pithos_config(settings: PithosSettings, keys: Sequence[AccessKey]) ->
     if not any(key.master for key in keys):
         raise ValueError("keys: pithos needs one master key (for the operator)")
     rendered_keys = "".join(
-        Template(template("pithos/key.yaml")).substitute(
+        Template(template("store/key.yaml")).substitute(
             access_key=_scalar(key.access_key), tenant=_scalar(key.tenant), secret_key=_scalar(key.secret_key),
             master=_scalar(key.master))
         for key in keys)
-    return Template(template("pithos/pithos.yaml")).substitute(
+    return Template(template("store/pithos.yaml")).substitute(
         port=settings.port, service_uri=_scalar(settings.service_uri), region=_scalar(settings.region),
         keys=rendered_keys.rstrip("\n"), cassandra=_scalar(settings.cassandra_host),
         keyspace=_scalar(settings.keyspace), hints=_scalar({"replication": settings.replication}))
@@ -94,7 +94,7 @@ def endpoint_parts(endpoint: str) -> tuple[str, bool]:
 
 def render_s3cfg(endpoint: str, region: str, key: AccessKey) -> str:
     host, tls = endpoint_parts(endpoint)
-    return Template(template("pithos/s3cfg")).substitute(
+    return Template(template("store/s3cfg")).substitute(
         tenant=key.tenant, endpoint=endpoint, access_key=key.access_key, secret_key=key.secret_key, host=host,
         use_https=str(tls), region=region)
 
@@ -125,7 +125,7 @@ def render_schema_script(step: str, settings: PithosSettings, wait_seconds: int,
     if step == "prepare":
         params.update({"DATACENTER": settings.datacenter, "REPLICATION_FACTOR": settings.replication_factor,
                        "REPLICATION": settings.replication_cql, "STAMP": stamp})
-    return render_script(["pithos/cql.sh", f"pithos/schema-{step}.sh"], params)
+    return render_script(["store/cql.sh", f"store/schema-{step}.sh"], params)
 
 
 @dataclass(frozen=True)
@@ -340,7 +340,7 @@ class ObjectStore(pulumi.ComponentResource):
         install = {
             "name": "schema-install",
             "image": args.image,
-            "command": ["sh", "-c", template("pithos/schema-install.sh")],
+            "command": ["sh", "-c", template("store/schema-install.sh")],
             "env": [{"name": "STAMP", "value": stamp}, {"name": "PITHOS_JAR", "value": args.jar_path}],
             "resources": resources("100m", "1", "512Mi"),
             "security_context": container_security(PITHOS_UID, read_only_root=True),

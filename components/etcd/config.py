@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.etcd import INSTALL_MODES, MAX_MEMBERS, EtcdClusterArgs, Tarball
-from components.validation import Problems, Section, check_port, check_positive, one_of
+from components.etcd.cluster import INSTALL_MODES, MAX_MEMBERS, EtcdClusterArgs, Tarball
+from components.shared.validation import Problems, Section, check_port, check_positive, one_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")

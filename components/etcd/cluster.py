@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_command as command
 
-from components import pki
-from components.node import Host
-from components.scripts import remote_invocation, render_script, template
+from components.nodes.host import Host
+from components.shared import pki
+from components.shared.scripts import remote_invocation, render_script, template
 
 INSTALL_MODES = ("package", "tarball", "preinstalled")
 MAX_MEMBERS = 7
@@ -181,7 +181,7 @@ def _common_params(args: EtcdClusterArgs) -> dict[str, Any]:
 
 def render_snapshot_script(args: EtcdClusterArgs, member: str) -> str:
     return render_script(
-        ["node/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
+        ["shared/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
         {**_common_params(args), "MEMBER_NAME": member,
          "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
          "SNAPSHOT_RETENTION": args.snapshot_retention},
@@ -194,7 +194,7 @@ def render_configure_script(args: EtcdClusterArgs, member: str, address: str, ar
     tarball = args.tarballs.get(architecture) if args.install == "tarball" else None
     snapshot_service, snapshot_timer = render_snapshot_units(args, member)
     return render_script(
-        ["node/common.sh", "node/files.sh", "etcd/common.sh", "etcd/install.sh", "etcd/configure.sh"],
+        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh", "etcd/configure.sh"],
         {
             **_common_params(args),
             "INSTALL_MODE": args.install,
@@ -221,7 +221,7 @@ def render_configure_script(args: EtcdClusterArgs, member: str, address: str, ar
 
 def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: Sequence[str]) -> str:
     return render_script(
-        ["node/common.sh", "node/files.sh", "etcd/common.sh", "etcd/join.sh"],
+        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/join.sh"],
         {
             **_common_params(args),
             "MEMBER_NAME": member,
@@ -238,7 +238,7 @@ def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: 
 
 def render_remove_script(args: EtcdClusterArgs, target: str) -> str:
     return render_script(
-        ["node/common.sh", "etcd/common.sh", "etcd/remove.sh"],
+        ["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"],
         {
             **_common_params(args),
             "TARGET_NAME": target,
@@ -249,7 +249,7 @@ def render_remove_script(args: EtcdClusterArgs, target: str) -> str:
 
 def render_health_script(args: EtcdClusterArgs, members: Mapping[str, str]) -> str:
     return render_script(
-        ["node/common.sh", "etcd/common.sh", "etcd/health.sh"],
+        ["shared/common.sh", "etcd/common.sh", "etcd/health.sh"],
         {
             **_common_params(args),
             "ENDPOINTS": ",".join(_url(address, args.client_port) for address in members.values()),

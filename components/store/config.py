@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.cassandra import CassandraArgs
-from components.kubernetes_target import check_cpu, check_memory, check_storage
-from components.pithos import SERVICE_TYPES, PithosArgs
-from components.validation import Problems, Section, check_dns_label, check_port, check_positive, one_of
+from components.shared.kubernetes import check_cpu, check_memory, check_storage
+from components.shared.validation import Problems, Section, check_dns_label, check_port, check_positive, one_of
+from components.store.cassandra import CassandraArgs
+from components.store.pithos import SERVICE_TYPES, PithosArgs
 
 
 @dataclass(frozen=True)

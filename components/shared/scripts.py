@@ -1,6 +1,8 @@
 """Renders host-side shell scripts: a parameter header (safely quoted) followed by template fragments.
 
-Fragments live in `components/templates/<recipe>/`; they read only the variables the header defines.
+Fragments live in each recipe's `templates/` folder and are named `<recipe>/<file>` (e.g. `etcd/join.sh` is
+`components/etcd/templates/join.sh`; `shared/common.sh` holds helpers every recipe uses). They read only the
+variables the header defines.
 Rendering is pure and deterministic, so tests call it directly and `shellcheck` the result.
 """
 
@@ -11,13 +13,15 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-TEMPLATES = Path(__file__).parent / "templates"
+COMPONENTS = Path(__file__).resolve().parents[1]
 ShellValue = str | int | bool | Sequence[str]
 
 
 @cache
-def template(relative_path: str) -> str:
-    return (TEMPLATES / relative_path).read_text(encoding="utf-8")
+def template(name: str) -> str:
+    """The text of template `<recipe>/<file>`, i.e. `components/<recipe>/templates/<file>`."""
+    recipe, _, file = name.partition("/")
+    return (COMPONENTS / recipe / "templates" / file).read_text(encoding="utf-8")
 
 
 def shell_assignment(name: str, value: ShellValue) -> str:

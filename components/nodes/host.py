@@ -14,56 +14,12 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_command as command
 
-from components.scripts import remote_invocation, render_script
+from components.shared.connection import SECONDS_PER_DIAL, SshConnection
+from components.shared.scripts import remote_invocation, render_script
 
 FACTS_MARKER = "COOKBOOK_FACTS="
 DEFAULT_PACKAGES = ("ca-certificates", "curl", "gnupg", "iptables", "jq")
 PI_CGROUP_FLAGS = ("cgroup_memory=1", "cgroup_enable=memory")
-# pulumi-command retries a failed dial with a backoff capped at 5 s, so this many dials cover ~5 s each.
-_SECONDS_PER_DIAL = 5
-
-
-@dataclass(frozen=True)
-class Bastion:
-    host: str
-    port: int = 22
-    user: str = "root"
-
-
-@dataclass(frozen=True)
-class SshConnection:
-    """How to reach a host. Credentials are secret Outputs; with neither, pulumi-command uses SSH_AUTH_SOCK."""
-
-    host: str
-    port: int = 22
-    user: str = "root"
-    private_key: pulumi.Input[str] | None = None
-    private_key_passphrase: pulumi.Input[str] | None = None
-    host_key: str | None = None
-    proxy: Bastion | None = None
-    dial_error_limit: int = 10
-    per_dial_timeout: int = 15
-
-    @property
-    def become(self) -> bool:
-        """Steps need root: a non-root login runs them through `sudo -n`."""
-        return self.user != "root"
-
-    def args(self, dial_error_limit: int | None = None) -> command.remote.ConnectionArgs:
-        proxy = None
-        if self.proxy is not None:
-            proxy = command.remote.ProxyConnectionArgs(
-                host=self.proxy.host, port=self.proxy.port, user=self.proxy.user,
-                private_key=self.private_key, private_key_password=self.private_key_passphrase,
-                dial_error_limit=self.dial_error_limit, per_dial_timeout=self.per_dial_timeout,
-            )
-        return command.remote.ConnectionArgs(
-            host=self.host, port=self.port, user=self.user,
-            private_key=self.private_key, private_key_password=self.private_key_passphrase,
-            host_key=self.host_key, proxy=proxy,
-            dial_error_limit=self.dial_error_limit if dial_error_limit is None else dial_error_limit,
-            per_dial_timeout=self.per_dial_timeout,
-        )
 
 
 @dataclass(frozen=True)
@@ -84,7 +40,7 @@ class RaspberryPiArgs(HostArgs):
 def render_prepare_script(args: HostArgs) -> str:
     flags = args.cmdline_flags if isinstance(args, RaspberryPiArgs) else ()
     return render_script(
-        ["node/common.sh", "node/files.sh", "node/facts.sh", "node/prepare.sh"],
+        ["shared/common.sh", "shared/files.sh", "nodes/facts.sh", "nodes/prepare.sh"],
         {
             "NODE_HOSTNAME": args.hostname,
             "PACKAGES": tuple(args.packages),
@@ -97,7 +53,7 @@ def render_prepare_script(args: HostArgs) -> str:
 
 def render_await_boot_script(previous_facts: dict[str, Any]) -> str:
     return render_script(
-        ["node/common.sh", "node/facts.sh", "node/await-boot.sh"],
+        ["shared/common.sh", "nodes/facts.sh", "nodes/await-boot.sh"],
         {
             "REBOOT_SCHEDULED": bool(previous_facts["reboot_scheduled"]),
             "PREVIOUS_BOOT_ID": str(previous_facts["boot_id"]),
@@ -170,7 +126,7 @@ class RaspberryPi(Host):
             f"{name}-await-boot",
             # Enough dials to outlast the reboot; each refused dial is retried with a capped backoff.
             connection=args.connection.args(
-                dial_error_limit=max(args.connection.dial_error_limit, timeout // _SECONDS_PER_DIAL)),
+                dial_error_limit=max(args.connection.dial_error_limit, timeout // SECONDS_PER_DIAL)),
             create=prepared.apply(
                 lambda facts: remote_invocation(render_await_boot_script(facts), args.connection.become)),
             opts=pulumi.ResourceOptions(parent=self),

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi import dynamic
 
-from components.kubernetes_target import (
+from components.shared.kubernetes import (
     MEBIBYTE,
     check_cpu,
     check_memory,
@@ -29,7 +29,7 @@ from components.kubernetes_target import (
     quantity,
     resources,
 )
-from components.scripts import render_script
+from components.shared.scripts import render_script
 
 # The official image is multi-arch (amd64, arm64v8, arm32v7, ppc64le, s390x): Raspberry Pis pull arm64.
 CASSANDRA_IMAGE = "cassandra:4.1.7"
@@ -120,7 +120,7 @@ def cassandra_environment(args: CassandraArgs, statefulset: str) -> dict[str, st
 
 
 def render_drain_script(drain_timeout: int) -> str:
-    return render_script(["cassandra/drain.sh"], {"DRAIN_TIMEOUT": drain_timeout})
+    return render_script(["store/drain.sh"], {"DRAIN_TIMEOUT": drain_timeout})
 
 
 def scale_down_problem(previous: int | None, wanted: int, decommissioned: Sequence[int],

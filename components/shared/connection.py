@@ -1,0 +1,55 @@
+"""How the recipes reach a host over SSH: one connection description, rendered as pulumi-command's
+`ConnectionArgs` (user, port, key, pinned host key, bastion, dial limits)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+# pulumi-command retries a failed dial with a backoff capped at 5 s, so this many dials cover ~5 s each.
+SECONDS_PER_DIAL = 5
+
+
+@dataclass(frozen=True)
+class Bastion:
+    host: str
+    port: int = 22
+    user: str = "root"
+
+
+@dataclass(frozen=True)
+class SshConnection:
+    """How to reach a host. Credentials are secret Outputs; with neither, pulumi-command uses SSH_AUTH_SOCK."""
+
+    host: str
+    port: int = 22
+    user: str = "root"
+    private_key: pulumi.Input[str] | None = None
+    private_key_passphrase: pulumi.Input[str] | None = None
+    host_key: str | None = None
+    proxy: Bastion | None = None
+    dial_error_limit: int = 10
+    per_dial_timeout: int = 15
+
+    @property
+    def become(self) -> bool:
+        """Steps need root: a non-root login runs them through `sudo -n`."""
+        return self.user != "root"
+
+    def args(self, dial_error_limit: int | None = None) -> command.remote.ConnectionArgs:
+        proxy = None
+        if self.proxy is not None:
+            proxy = command.remote.ProxyConnectionArgs(
+                host=self.proxy.host, port=self.proxy.port, user=self.proxy.user,
+                private_key=self.private_key, private_key_password=self.private_key_passphrase,
+                dial_error_limit=self.dial_error_limit, per_dial_timeout=self.per_dial_timeout,
+            )
+        return command.remote.ConnectionArgs(
+            host=self.host, port=self.port, user=self.user,
+            private_key=self.private_key, private_key_password=self.private_key_passphrase,
+            host_key=self.host_key, proxy=proxy,
+            dial_error_limit=self.dial_error_limit if dial_error_limit is None else dial_error_limit,
+            per_dial_timeout=self.per_dial_timeout,
+        )
