@@ -41,10 +41,10 @@ _SignalHandler: TypeAlias = "Callable[[int, FrameType | None], Any] | int | sign
 SSH_PORT = 22
 DEFAULT_BOOT_TIMEOUT = 60.0
 DEFAULT_STOP_TIMEOUT = 30.0
-DEFAULT_LOCK_WAIT = 300.0  # how long a fleet waits for another process's fleet to finish
+DEFAULT_LOCK_WAIT = 3600.0  # how long a fleet waits for another process's fleet to finish (several suites may queue)
 REBOOT_EXIT_CODE = 133  # systemd-nspawn's exit status when the container asked for a reboot
 POWEROFF_SIGNAL = signal.SIGRTMIN + 4  # systemd starts poweroff.target
-FLEET_LOCK = Path("/run/lock/cluster-cookbook-fleet.lock")
+FLEET_LOCK = Path(f"/run/lock/cluster-cookbook-fleet-{network.LANE}.lock")  # one fleet per lane
 NSPAWN_STATE_DIR = Path("/run/systemd/nspawn")
 
 # Runs as `unshare --mount --propagation private sh -c LAUNCH_SCRIPT cc-launch ROOT OVERLAY CGROUPS NSPAWN..`.

@@ -5,16 +5,31 @@
 
 No NAT and no default route in the hosts: traffic can never leave the machine.
 Every object is named with PREFIX so that cleanup_stale() can find leftovers.
+
+Lanes: `COOKBOOK_TEST_LANE=N` (1-9) gives a process its own prefix `cN-`, subnet 10.250.N.0/24 and fleet
+lock, so independent test runs on one machine do not wait for each other. Lane 0 (the default) is `cc-`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
-PREFIX = "cc-"
+LANE_ENV = "COOKBOOK_TEST_LANE"
+
+
+def _lane() -> int:
+    text = os.environ.get(LANE_ENV, "0") or "0"
+    if not text.isdigit() or not 0 <= int(text) <= 9:
+        raise ValueError(f"{LANE_ENV} must be a digit 0-9, got {text!r}")
+    return int(text)
+
+
+LANE = _lane()
+PREFIX = "cc-" if LANE == 0 else f"c{LANE}-"
 BRIDGE = f"{PREFIX}br0"
-SUBNET = "10.250.0"
+SUBNET = f"10.250.{LANE}"
 GATEWAY = f"{SUBNET}.1"
 PREFIX_LENGTH = 24
 CONTAINER_LINK = "host0"
@@ -34,7 +49,7 @@ def validate_host_name(name: str) -> None:
 
 
 def host_address(index: int) -> str:
-    """Address of the index-th host, counting from 1 (host 1 -> 10.250.0.11)."""
+    """Address of the index-th host, counting from 1 (host 1 -> 10.250.0.11 in lane 0)."""
     if not 1 <= index <= MAX_HOSTS:
         raise ValueError(f"host index {index} out of range 1..{MAX_HOSTS}")
     return f"{SUBNET}.{10 + index}"

@@ -28,20 +28,21 @@ from typing import TextIO
 log = logging.getLogger(__name__)
 
 # Bump when the build steps change in a way the constants below do not capture.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 BOOTSTRAP_PACKAGES: tuple[str, ...] = (
     "systemd-sysv", "dbus", "iproute2", "openssh-server", "python3", "procps", "ca-certificates",
 )
 # Installed into the rootfs so the product's tests need not install them.
-EXTRA_PACKAGES: tuple[str, ...] = ("etcd-server", "etcd-client", "openssl", "curl", "sudo", "kmod")
-# NOT installed; served by the hosts' local apt repository for the tests to install over ssh.
-REPO_PACKAGES: list[str] = ["jq", "chrony", "systemd-timesyncd"]
+EXTRA_PACKAGES: tuple[str, ...] = ("openssl", "curl", "sudo", "kmod")
+# NOT installed; served by the hosts' local apt repository, so the product installs them over ssh exactly as
+# on a fresh machine (etcd's and ZooKeeper's `package` install modes, their distribution services included).
+REPO_PACKAGES: list[str] = ["jq", "chrony", "systemd-timesyncd", "etcd-server", "etcd-client", "zookeeper"]
 # Background apt runs would grab the dpkg lock while a test runs apt-get.
 MASKED_UNITS: tuple[str, ...] = ("apt-daily.timer", "apt-daily-upgrade.timer")
-# The etcd package enables a single-member default cluster; tests configure etcd themselves.
-DISABLED_UNITS: tuple[str, ...] = ("etcd.service",)
+# Units the image's own packages enable that the tests must not see running.
+DISABLED_UNITS: tuple[str, ...] = ()
 
 REPO_MOUNT_POINT = "/srv/cookbook-apt"
 SOURCES_LIST = f"deb [trusted=yes] file:{REPO_MOUNT_POINT} ./\n"
@@ -238,8 +239,9 @@ def _configure_rootfs(rootfs: Path) -> None:
     (rootfs / REPO_MOUNT_POINT.lstrip("/")).mkdir(parents=True, exist_ok=True)
     for unit in MASKED_UNITS:
         (etc / "systemd/system" / unit).symlink_to("/dev/null")
-    subprocess.run(chroot_command(rootfs, ["systemctl", "disable", *DISABLED_UNITS]),
-                   check=True, capture_output=True)
+    if DISABLED_UNITS:
+        subprocess.run(chroot_command(rootfs, ["systemctl", "disable", *DISABLED_UNITS]),
+                       check=True, capture_output=True)
     subprocess.run(chroot_command(rootfs, ["apt-get", "clean"]), check=True, capture_output=True)
     lists = rootfs / "var/lib/apt/lists"
     for entry in lists.iterdir():

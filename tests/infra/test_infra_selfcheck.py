@@ -13,6 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from tests.infra import network
 from tests.infra.hosts import HostFleet, TestHost, find_leftovers
 
 pytestmark = [
@@ -98,8 +99,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
 
 def test_hosts_have_names_addresses_and_keys(fleet: HostFleet) -> None:
     assert [host.name for host in fleet] == NAMES
-    assert [host.address for host in fleet] == ["10.250.0.11", "10.250.0.12", "10.250.0.13"]
-    assert fleet.gateway == "10.250.0.1"
+    assert [host.address for host in fleet] == [f"{network.SUBNET}.{i}" for i in (11, 12, 13)]
+    assert fleet.gateway == f"{network.SUBNET}.1"
     assert all(host.port == 22 and host.host_key.startswith("ssh-ed25519 AAAA") for host in fleet)
     assert len({host.host_key for host in fleet}) == len(NAMES)
     assert fleet.private_key_path.stat().st_mode & 0o777 == 0o600

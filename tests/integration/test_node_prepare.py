@@ -132,7 +132,7 @@ def test_scripts_change_nothing_on_prepared_hosts(fleet: HostFleet, first_run: d
 def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet,
                                                                first_run: dict[str, Any]) -> None:
     state = first_run["state"]
-    changed = stack_config(fleet, time_servers=["10.250.0.1"])
+    changed = stack_config(fleet, time_servers=[fleet.gateway])
     fleet["t3"].block()
     try:
         with pytest.raises(Exception) as failure:
@@ -142,12 +142,12 @@ def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet
     finally:
         fleet["t3"].unblock()
     # The reachable hosts were updated.
-    assert "NTP=10.250.0.1" in fleet["t2"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
+    assert f"NTP={fleet.gateway}" in fleet["t2"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     rerun = ExecutingMocks(state)
     up(rerun, changed)
     # Only pi-c is left to do: its prepare step, then its reboot wait (whose input is the new boot state).
     assert rerun.operations == [("update", "pi-c-prepare"), ("update", "pi-c-await-boot")]
-    assert "NTP=10.250.0.1" in fleet["t3"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
+    assert f"NTP={fleet.gateway}" in fleet["t3"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     print(json.dumps({"first_run_seconds": round(first_run["seconds"], 1)}))
 
 

@@ -18,8 +18,14 @@ memory_cgroup_enabled() {
   fi
 }
 
+# wireguard_available: the kernel has WireGuard built in, loaded, or as a module it can load.
+wireguard_available() {
+  [ -d /sys/module/wireguard ] && return 0
+  modinfo wireguard >/dev/null 2>&1
+}
+
 print_facts() {
-  local arch model="" is_pi=false memory=false cgroup_version=1 missing_modules="" module
+  local arch model="" is_pi=false memory=false cgroup_version=1 missing_modules="" module wireguard=false
   arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
   case "$arch" in
     x86_64) arch=amd64 ;;
@@ -31,6 +37,7 @@ print_facts() {
   fi
   case "$model" in "Raspberry Pi"*) is_pi=true ;; esac
   memory_cgroup_enabled && memory=true
+  wireguard_available && wireguard=true
   [ -f /sys/fs/cgroup/cgroup.controllers ] && cgroup_version=2
   for module in overlay br_netfilter; do
     [ -d "/sys/module/$module" ] || missing_modules="$missing_modules${missing_modules:+,}$(json_string "$module")"
@@ -40,6 +47,6 @@ print_facts() {
     "$(json_string "$(os_release_field VERSION_ID)")" "$(json_string "$(os_release_field PRETTY_NAME)")"
   printf '"is_pi":%s,"model":%s,"memory_cgroup":%s,"cgroup_version":%s,"kernel":%s,' \
     "$is_pi" "$(json_string "$model")" "$memory" "$cgroup_version" "$(json_string "$(uname -r)")"
-  printf '"missing_kernel_modules":[%s],"boot_id":%s,"reboot_scheduled":%s}\n' \
-    "$missing_modules" "$(json_string "$(cat /proc/sys/kernel/random/boot_id)")" "$([ "$1" = 1 ] && echo true || echo false)"
+  printf '"missing_kernel_modules":[%s],"wireguard":%s,"boot_id":%s,"reboot_scheduled":%s}\n' \
+    "$missing_modules" "$wireguard" "$(json_string "$(cat /proc/sys/kernel/random/boot_id)")" "$([ "$1" = 1 ] && echo true || echo false)"
 }
