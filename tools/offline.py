@@ -12,7 +12,7 @@ import asyncio
 import json
 import runpy
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +87,11 @@ def namespaced(config: Mapping[str, Any], project: str) -> dict[str, Any]:
 
 def run(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str,
         secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64,
-        monitor: pulumi_mocks.MockMonitor | None = None) -> dict[str, Any]:
-    """Runs `__main__.py` once under `mocks` with `config` (keys with or without namespace, `secret_keys`
-    marked secret), waits for every RPC like the language host, and returns the resolved stack outputs.
-    Raises what the program raised."""
+        monitor: pulumi_mocks.MockMonitor | None = None,
+        program: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Runs `__main__.py` (or `program`, a small Pulumi program for the harness's own tests) once under
+    `mocks` with `config` (keys with or without namespace, `secret_keys` marked secret), waits for every
+    RPC like the language host, and returns the resolved stack outputs. Raises what the program raised."""
     project = project_name()
     text = {key: value if isinstance(value, str) else json.dumps(value)
             for key, value in namespaced(config, project).items()}
@@ -114,7 +115,7 @@ def run(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str,
     loop.set_exception_handler(report)
     try:
         pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
-        loop.run_until_complete(pulumi_stack.run_pulumi_func(_run_program))
+        loop.run_until_complete(pulumi_stack.run_pulumi_func(program or _run_program))
         exports = getattr(pulumi_settings.get_root_resource(), "outputs", {}) or {}
         resolved: Any = loop.run_until_complete(pulumi.Output.from_input(exports).future())
         return dict(resolved or {})

@@ -3,19 +3,30 @@ state is kept between runs so a second run behaves like a second `pulumi up`.
 
 Update rules follow pulumi-command's documentation and provider code:
 - inputs unchanged: nothing runs, the previous outputs are returned;
-- `triggers` changed: the resource is replaced (new `create` runs, then the old `delete`;
-  old `delete` first when `deleteBeforeReplace` is set);
-- other inputs changed: `update` runs, or `create` again when there is no `update`;
-- a resource gone from the program: its `delete` runs after the program finished successfully
-  (nothing is deleted after a failed run, like the engine).
+- `triggers` changed: the resource is replaced: the new `create` runs, and the old `delete` waits for the
+  engine's delete phase (after every create and update of the run succeeded, in `finish()`; after a failed
+  run the old resource stays "pending delete" in the state until a later run completes), or runs first when
+  `deleteBeforeReplace` is set (pulumi/pulumi pkg/resource/deploy/step_generator.go: for a
+  create-before-delete replacement "the delete step is generated 'later' on", in the delete phase);
+- other inputs changed: `update` runs, or `create` again when there is no `update`; `update` and `delete`
+  see the previous stdout/stderr as PULUMI_COMMAND_STDOUT/STDERR unless `addPreviousOutputInEnv` is false;
+- a resource gone from the program: its `delete` runs after the program finished successfully.
 `command:remote:CopyToRemote` uploads a file asset over SFTP on create and update (assets compare by
 path and content hash, as the engine compares them) and deletes nothing, like the provider.
 Emulated resource types other than commands (tls, random) are replaced on any input change, as their
-providers mark every input "forces replacement".
+providers mark inputs "forces replacement"; an emulator with a `plan` method (see `Planner`) decides
+instead, and may replace a resource whose inputs did not change (pulumi-tls renews a certificate that way).
+
+Failures follow the engine's step executor (pulumi/pulumi pkg/resource/deploy/step_executor.go: without
+--continue-on-error, the first failed step cancels the deployment; steps already executing finish and no new
+step starts): once an operation has failed, operations already under way finish, and every resource
+registered afterwards fails with `StepNotStarted` naming it, its state entry left as it was. `finish()` deletes
+nothing after a failed run (a failed step, or the program raised). Use a new ExecutingMocks for each run.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import subprocess
@@ -24,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import paramiko
 import pulumi
@@ -35,6 +46,19 @@ from tools.offline import unwrap_secrets
 
 T = TypeVar("T")
 Emulator = Callable[[str, dict[str, Any]], dict[str, Any]]  # (type, inputs) -> outputs
+Change = Literal["same", "update", "replace"]
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """An emulator that plans like its provider: (type, stored inputs, stored outputs, new inputs) -> change."""
+
+    def plan(self, typ: str, old_inputs: dict[str, Any], old_outputs: dict[str, Any],
+             inputs: dict[str, Any]) -> Change: ...
+
+
+class StepNotStarted(RuntimeError):
+    """A resource registered after a step failed: the engine starts no new step then."""
 
 
 @dataclass
@@ -50,6 +74,8 @@ class StackState:
     """What a Pulumi backend would keep for one stack: resources by URN, in creation order."""
 
     resources: dict[str, ResourceState] = field(default_factory=dict)
+    # Replaced resources whose delete waits for a completed run (the engine keeps them as `delete: true`).
+    pending_deletes: list[ResourceState] = field(default_factory=list)
 
 
 def _previous_output_env(outputs: dict[str, Any], inputs: dict[str, Any]) -> dict[str, str]:
@@ -63,15 +89,15 @@ def _previous_output_env(outputs: dict[str, Any], inputs: dict[str, Any]) -> dic
     return env
 
 
-def _run_remote(inputs: dict[str, Any], command: str, extra_env: dict[str, str]) -> dict[str, str]:
-    environment = {**(inputs.get("environment") or {}), **extra_env}
-    result = ssh.run(inputs["connection"], command, environment, inputs.get("stdin"))
+def _run_remote(inputs: dict[str, Any], command: str, previous_output: dict[str, str]) -> dict[str, str]:
+    result = ssh.run(inputs["connection"], command, inputs.get("environment"), inputs.get("stdin"),
+                     previous_output=previous_output)
     return {"stdout": result.stdout, "stderr": result.stderr}
 
 
-def _run_local(inputs: dict[str, Any], command: str, extra_env: dict[str, str]) -> dict[str, str]:
+def _run_local(inputs: dict[str, Any], command: str, previous_output: dict[str, str]) -> dict[str, str]:
     interpreter = inputs.get("interpreter") or ["/bin/sh", "-c"]
-    env = {**os.environ, **(inputs.get("environment") or {}), **extra_env}
+    env = {**os.environ, **(inputs.get("environment") or {}), **previous_output}
     done = subprocess.run([*interpreter, command], input=inputs.get("stdin") or "", text=True,
                           capture_output=True, env=env, cwd=inputs.get("dir") or None, check=False)
     if done.returncode != 0:
@@ -113,6 +139,10 @@ class ExecutingMocks(RecordingMocks):
         self.emulators = emulators or {}
         self.operations: list[tuple[str, str]] = []  # (operation, resource name) in the order they ran
         self.timings: dict[str, tuple[float, float]] = {}  # command creates: (start, end), monotonic
+        self.errors: list[str] = []  # every error a resource got, in order; the first is the step that failed
+        self._failed: str | None = None  # "type 'name'" of the first failed step
+        self._failure: Exception | None = None  # its error
+        self._program_failed = False
         self._seen: list[str] = []
         self._state_lock = threading.Lock()
 
@@ -124,44 +154,89 @@ class ExecutingMocks(RecordingMocks):
         urn = registration.urn
         inputs = {key: _asset_identity(value) for key, value in unwrap_secrets(dict(args.inputs)).items()}
         with self._state_lock:
+            if self._failed is not None:
+                message = f"{args.typ} {args.name!r} not started: an earlier step failed ({self._failed})"
+                self.errors.append(message)
+                raise StepNotStarted(message)
             old = self.state.resources.get(urn)
             self._seen.append(urn)
-        if old is not None and old.inputs == inputs:
-            outputs = old.outputs
-        elif old is None:
-            outputs = self._create(args.typ, args.name, inputs, "create")
-        elif self._replaces(args.typ, old.inputs, inputs):
-            if registration.delete_before_replace:
-                self._delete(old, "replace-delete")
-                outputs = self._create(args.typ, args.name, inputs, "replace-create")
-            else:
-                outputs = self._create(args.typ, args.name, inputs, "replace-create")
-                self._delete(old, "replace-delete")
-        else:
-            outputs = self._update(args.typ, args.name, old, inputs)
+        outputs = self._step(f"{args.typ} {args.name!r}", lambda: self._apply(args.typ, args.name, old, inputs,
+                                                                            registration.delete_before_replace))
         with self._state_lock:
             self.state.resources[urn] = ResourceState(args.typ, args.name, inputs, outputs)
         # Inputs go back with their secret markers: a secret input stays a secret output.
         wire_outputs = {**outputs, **dict(args.inputs)}
         return f"{args.name}-id", wire_outputs
 
+    def run_failed(self, error: BaseException) -> BaseException:
+        """Called by `program.run_program` when the run raised `error`: the run has no delete phase. Returns
+        what the run failed of: the first failed step's error (the SDK re-raises the last failed
+        registration's), as the engine reports it."""
+        self._program_failed = True
+        return self._failure or error
+
     def finish(self) -> None:
-        """After a successful run: delete what the program no longer declares, newest first."""
+        """After a successful run, the engine's delete phase: replaced resources (newest first), then what the
+        program no longer declares, newest first. After a failed run nothing is deleted, like the engine (its
+        delete phase follows a program that completed); replaced resources stay pending until then."""
+        if self._failed is not None or self._program_failed:
+            return
+        while self.state.pending_deletes:
+            replaced = self.state.pending_deletes[-1]
+            self._step(f"{replaced.type} {replaced.name!r}",
+                       functools.partial(self._delete, replaced, "replace-delete"))
+            self.state.pending_deletes.pop()
         gone = [urn for urn in self.state.resources if urn not in self._seen]
         for urn in reversed(gone):
-            self._delete(self.state.resources[urn], "delete")
+            old = self.state.resources[urn]
+            self._step(f"{old.type} {old.name!r}", functools.partial(self._delete, old, "delete"))
             del self.state.resources[urn]
+
+    # --- steps -------------------------------------------------------------------------------------
+    def _step(self, step: str, operation: Callable[[], T]) -> T:
+        try:
+            return operation()
+        except Exception as error:
+            with self._state_lock:
+                self.errors.append(str(error))
+                if self._failed is None:
+                    self._failed, self._failure = step, error
+            raise
+
+    def _apply(self, typ: str, name: str, old: ResourceState | None, inputs: dict[str, Any],
+               delete_before_replace: bool) -> dict[str, Any]:
+        if old is None:
+            return self._create(typ, name, inputs, "create")
+        change = self._plan(typ, old, inputs)
+        if change == "same":
+            return old.outputs
+        if change == "update":
+            return self._update(typ, name, old, inputs)
+        if delete_before_replace:
+            self._delete(old, "replace-delete")
+            return self._create(typ, name, inputs, "replace-create")
+        outputs = self._create(typ, name, inputs, "replace-create")
+        with self._state_lock:
+            self.state.pending_deletes.append(old)
+        return outputs
+
+    def _plan(self, typ: str, old: ResourceState, inputs: dict[str, Any]) -> Change:
+        if typ in _RUNNERS or typ == _COPY:
+            if old.inputs == inputs:
+                return "same"
+            return "replace" if old.inputs.get("triggers") != inputs.get("triggers") else "update"
+        emulator = self._emulator(typ)
+        if isinstance(emulator, Planner):
+            return emulator.plan(typ, old.inputs, old.outputs, inputs)
+        return "same" if old.inputs == inputs else "replace"
+
+    def _emulator(self, typ: str) -> Emulator | None:
+        return self.emulators.get(typ) or self.emulators.get(typ.split(":")[0])
 
     # --- operations --------------------------------------------------------------------------------
     def _log(self, operation: str, name: str) -> None:
         with self._state_lock:
             self.operations.append((operation, name))
-
-    @staticmethod
-    def _replaces(typ: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
-        if typ in _RUNNERS or typ == _COPY:
-            return old.get("triggers") != new.get("triggers")
-        return True
 
     def _create(self, typ: str, name: str, inputs: dict[str, Any], operation: str) -> dict[str, Any]:
         self._log(operation, name)
@@ -173,16 +248,18 @@ class ExecutingMocks(RecordingMocks):
             result = self._run(typ, name, inputs, inputs.get("create"), {})
             self.timings[name] = (started, time.monotonic())
             return {**inputs, **result}
-        emulator = self.emulators.get(typ) or self.emulators.get(typ.split(":")[0])
+        emulator = self._emulator(typ)
         if emulator is None:
             raise RuntimeError(f"{name}: no emulation for resource type {typ}")
-        return {**inputs, **emulator(typ, inputs)}
+        return {**inputs, **self._guarded(typ, name, inputs, lambda: emulator(typ, inputs))}
 
     def _update(self, typ: str, name: str, old: ResourceState, inputs: dict[str, Any]) -> dict[str, Any]:
         self._log("update", name)
         if typ == _COPY:
             self._guarded(typ, name, inputs, lambda: _upload(inputs))
             return dict(inputs)
+        if typ not in _RUNNERS:  # an emulated in-place update: new inputs, computed outputs kept
+            return {**old.outputs, **inputs}
         command = inputs.get("update") or inputs.get("create")
         if not command:  # the provider keeps the previous outputs when there is nothing to run
             return {**inputs, "stdout": old.outputs.get("stdout", ""), "stderr": old.outputs.get("stderr", "")}
@@ -195,10 +272,10 @@ class ExecutingMocks(RecordingMocks):
                       _previous_output_env(old.outputs, old.outputs))
 
     def _run(self, typ: str, name: str, inputs: dict[str, Any], command: str | None,
-             extra_env: dict[str, str]) -> dict[str, str]:
+             previous_output: dict[str, str]) -> dict[str, str]:
         if not command:
             return {"stdout": "", "stderr": ""}
-        return self._guarded(typ, name, inputs, lambda: _RUNNERS[typ](inputs, command, extra_env))
+        return self._guarded(typ, name, inputs, lambda: _RUNNERS[typ](inputs, command, previous_output))
 
     @staticmethod
     def _guarded(typ: str, name: str, inputs: dict[str, Any], operation: Callable[[], T]) -> T:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,8 +61,17 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def run_program(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str = "test",
-                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64) -> dict[str, Any]:
-    """Runs the program once with `config` and returns the resolved stack outputs; the mocks see every
-    registration (`record`) before `new_resource`. Raises what the program raised."""
-    return run(mocks, config, stack=stack, secret_keys=secret_keys, preview=preview, workers=workers,
-               monitor=RecordingMonitor(mocks))
+                secret_keys: Iterable[str] = (), preview: bool = False, workers: int = 64,
+                program: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Runs the program (`__main__.py`, or `program` when given) once with `config` and returns the resolved
+    stack outputs; the mocks see every registration (`record`) before `new_resource`. When the run raises, the
+    mocks' `run_failed(error)` (if any) says what to raise instead; else raises what the program raised."""
+    try:
+        return run(mocks, config, stack=stack, secret_keys=secret_keys, preview=preview, workers=workers,
+                   monitor=RecordingMonitor(mocks), program=program)
+    except BaseException as error:
+        run_failed = getattr(mocks, "run_failed", None)
+        failure = run_failed(error) if run_failed is not None else error
+        if failure is error or not isinstance(error, Exception):
+            raise
+        raise failure from None
