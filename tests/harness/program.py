@@ -29,6 +29,11 @@ class Registration:
     additional_secret_outputs: tuple[str, ...]
     delete_before_replace: bool
     raw_inputs: dict[str, Any]  # as sent on the wire: secret values stay wrapped in SECRET_SIG objects
+    protect: bool = False
+    retain_on_delete: bool = False
+    custom_timeouts: tuple[tuple[str, str], ...] = ()  # (create|update|delete, duration) that were set
+    ignore_changes: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
 
 
 def stack_names() -> list[str]:
@@ -56,6 +61,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 raw_inputs=json_format.MessageToDict(request.object),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                custom_timeouts=tuple((key, getattr(request.customTimeouts, key))
+                                      for key in ("create", "update", "delete")
+                                      if getattr(request.customTimeouts, key)),
+                ignore_changes=tuple(request.ignoreChanges),
+                replace_on_changes=tuple(request.replaceOnChanges),
             ))
         return super().RegisterResource(request)
 
