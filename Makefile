@@ -2,30 +2,39 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-STACK ?= pi-home
+STACK ?= local
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-# Local file backend by default: state stays on this machine (override with your own backend URL).
-PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
-export PULUMI_BACKEND_URL
+# The backend is Pulumi.yaml's (`.pulumi-state/`, for plain `pulumi` commands too); PULUMI_BACKEND_URL overrides it.
+# The Pulumi CLI: the one on PATH, else the pinned one `make up` installs into .pulumi-cli/ (tools/pulumi_cli.py).
+PULUMI_VERSION := $(shell sed -n 's/^PULUMI_VERSION = "\(.*\)"$$/\1/p' tools/pulumi_cli.py)
+PULUMI := $(or $(shell command -v pulumi 2>/dev/null),$(CURDIR)/.pulumi-cli/v$(PULUMI_VERSION)/bin/pulumi)
+# YES=1 applies (or destroys) without asking.
+DEPLOY_FLAGS := $(if $(YES),--yes)
 
 # Debian packages the tests use: test hosts (systemd-nspawn, debootstrap), validators, real clients.
 TEST_APT_PACKAGES := systemd-container debootstrap apt-utils iproute2 openssh-client shellcheck yamllint \
-	etcd-server etcd-client nodejs
+	etcd-server etcd-client nodejs ignition docker.io
 
-.PHONY: help venv up preview destroy render s3-smoke test test-deps lint unit integration bench clean
+.PHONY: help venv up preview destroy stack render s3-smoke test test-deps lint unit integration bench clean
 
 help:
-	@echo "make up STACK=<name>     deploy a stack (default: $(STACK)) with the Pulumi CLI"
+	@echo "make up STACK=<name>     set up what is missing (.venv, the Pulumi CLI), preview with the policy pack,"
+	@echo "                         confirm, deploy the stack (default: $(STACK)); YES=1 skips the question"
+	@echo "make preview | destroy STACK=<name>   the plan (with the policy pack) | remove the stack's resources"
+	@echo "make stack STACK=<name>  create the stack only (then \`pulumi config set ... --stack <name>\` works)"
 	@echo "make test                install test dependencies, then run lint, unit and integration tests"
 	@echo "make render STACK=<name> write every Kubernetes object of the stack to build/manifests/<name>/"
 	@echo "make s3-smoke STACK=<name> bucket/object round trip against a deployed object store"
 	@echo "make unit | integration | lint | bench"
 
-$(VENV)/.installed: pyproject.toml
+# The program's environment from requirements.txt, exactly what Pulumi's pip toolchain installs (Pulumi.yaml).
+$(VENV)/.installed: requirements.txt
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: Python >= 3.11 is needed (python3 is $$(python3 --version 2>&1))" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet .
+	$(PYTHON) -m pip install --quiet -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
@@ -35,32 +44,34 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 venv: $(VENV)/.installed
 
 define require_pulumi
-	@command -v pulumi >/dev/null || { \
-	  echo "error: the Pulumi CLI is not installed. Install it (https://www.pulumi.com/docs/install/)," >&2; \
-	  echo "       then run 'make up STACK=$(STACK)' again." >&2; exit 1; }
+	@test -x "$(PULUMI)" || { \
+	  echo "error: no Pulumi CLI: \`make up\` installs v$(PULUMI_VERSION) into .pulumi-cli/, or install it" >&2; \
+	  echo "       yourself (https://www.pulumi.com/docs/iac/download-install/)." >&2; exit 1; }
 endef
 
+# One Automation API entry point (tools/deploy.py): CLI, stack, passphrase, policy pack, outputs.
 up: venv
-	$(require_pulumi)
-	@mkdir -p .pulumi-state
-	pulumi stack select --create --secrets-provider passphrase $(STACK)
-	pulumi up --stack $(STACK)
+	$(PYTHON) -m tools.deploy up $(STACK) $(DEPLOY_FLAGS)
 
 preview: venv
-	$(require_pulumi)
-	pulumi preview --diff --stack $(STACK)
+	$(PYTHON) -m tools.deploy preview $(STACK)
 
 destroy: venv
-	$(require_pulumi)
-	pulumi destroy --stack $(STACK)
+	$(PYTHON) -m tools.deploy destroy $(STACK) $(DEPLOY_FLAGS)
+
+# Create (or select) the stack only, e.g. before `pulumi config set --secret KEY --stack $(STACK)`.
+stack: venv
+	$(PYTHON) -m tools.deploy init $(STACK)
 
 # Every Kubernetes object as YAML (Secret values redacted), evaluated offline: no cluster, no credentials.
 render: venv
 	$(PYTHON) -m tools.render $(STACK) build/manifests/$(STACK)
 
+# Options: ENDPOINT=URL instead of the stack's endpoint (e.g. a `kubectl port-forward`), BUCKET=NAME.
 s3-smoke: $(VENV)/.installed-test
 	$(require_pulumi)
-	pulumi stack output --json --show-secrets --stack $(STACK) | $(PYTHON) -m tools.s3_smoke -
+	$(PULUMI) stack output --json --show-secrets --stack $(STACK) | $(PYTHON) -m tools.s3_smoke - \
+	  $(if $(ENDPOINT),--endpoint '$(ENDPOINT)') $(if $(BUCKET),--bucket '$(BUCKET)')
 
 test-deps: $(VENV)/.installed-test tools/node_modules/.installed
 	@missing=$$(for p in $(TEST_APT_PACKAGES); do dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null \
@@ -69,12 +80,16 @@ test-deps: $(VENV)/.installed-test tools/node_modules/.installed
 	  echo "installing apt packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@# A kubectl client (the Kubernetes tests use the kubeconfig output with it); Debian's unless one exists.
+	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null; }
 
 tools/node_modules/.installed: tools/package.json
 	cd tools && npm install --silent --no-audit --no-fund
 	touch $@
 
 lint: test-deps
+	$(PYTHON) -m tools.requirements --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy policy  # a second run: policy/__main__.py would clash with the program's __main__.py

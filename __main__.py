@@ -13,15 +13,30 @@ from typing import Any
 
 import pulumi
 
+from components.cloud import CloudFleet, CloudFleetArgs
+from components.cloud.config import CREDENTIAL_KEYS, CloudConfig
 from components.etcd.cluster import EtcdCluster
 from components.etcd.config import EtcdConfig
-from components.nodes.host import Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
+from components.etcd.gate import etcd_gate
+from components.kubernetes import Datastore, KubernetesCluster, KubernetesNode
+from components.kubernetes.config import KubernetesConfig
+from components.kubernetes.gate import control_plane_gate
+from components.local.cluster import LocalCluster, LocalClusterArgs, store_transformations
+from components.local.engine import require_engine
+from components.mesos.cluster import DockerHost, MesosCluster
+from components.mesos.config import AGENT_ROLE, MASTER_ROLE, MesosConfig
+from components.nodes.config import SERIAL_REBOOT_ROLES
+from components.nodes.gates import HealthGate
+from components.nodes.host import PI_CGROUP_FLAGS, Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
 from components.shared.kubernetes import KubernetesTarget, KubernetesTargetArgs
 from components.shared.validation import ConfigError
 from components.stack import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
 from components.store.cassandra import CassandraCluster
 from components.store.config import StoreConfig
 from components.store.pithos import ObjectStore
+from components.zookeeper.config import ZooKeeperConfig
+from components.zookeeper.ensemble import ZooKeeperEnsemble
+from components.zookeeper.gate import zookeeper_gate
 
 
 def read_raw_config() -> tuple[dict[str, Any], set[str]]:
@@ -56,17 +71,47 @@ def node_connection(config: StackConfig, node: NodeConfig) -> SshConnection:
     )
 
 
-def build_host(config: StackConfig, node: NodeConfig) -> Host:
+def node_gates(config: StackConfig, node: NodeConfig) -> tuple[HealthGate, ...]:
+    """The health gates of what runs on `node`: its reboot waits for them, before and after."""
+    gates: list[HealthGate] = []
+    if config.etcd is not None and node.name in config.etcd.members:
+        gates.append(etcd_gate(config.etcd.cluster))
+    if config.zookeeper is not None and node.name in config.zookeeper.servers:
+        gates.append(zookeeper_gate(config.zookeeper.ensemble, node.name))
+    if config.kubernetes is not None and node.name in config.kubernetes.servers:
+        gates.append(control_plane_gate(node.name, config.kubernetes.cluster.ready_timeout))
+    return tuple(gates)
+
+
+def build_host(config: StackConfig, node: NodeConfig, reboot_after: pulumi.Resource | None = None) -> Host:
     args = HostArgs(
         connection=node_connection(config, node),
         hostname=node.name,
         packages=config.prepare.packages,
         time_servers=config.prepare.time_servers,
         kubernetes_networking=config.prepare.kubernetes_networking,
+        docker=bool({MASTER_ROLE, AGENT_ROLE} & set(node.roles)),  # Mesos runs in containers
     )
     if node.kind == "pi":
-        return RaspberryPi(node.name, RaspberryPiArgs(**vars(args), reboot_timeout=config.ssh.reboot_timeout))
+        return RaspberryPi(node.name, RaspberryPiArgs(
+            **vars(args), cmdline_flags=(*PI_CGROUP_FLAGS, *config.prepare.pi_cmdline_flags),
+            reboot_timeout=config.ssh.reboot_timeout, gates=node_gates(config, node), reboot_after=reboot_after))
     return Host(node.name, args)
+
+
+def build_hosts(config: StackConfig, gone: set[str]) -> dict[str, Host]:
+    """Every node's Host, in node order. Hosts with a role in SERIAL_REBOOT_ROLES reboot one at a time: each
+    after the previous one came back and passed its gates; the others whenever they are prepared."""
+    hosts: dict[str, Host] = {}
+    previous: pulumi.Resource | None = None
+    for node in config.nodes:
+        if node.name in gone:
+            continue
+        serial = bool(set(node.roles) & set(SERIAL_REBOOT_ROLES))
+        host = hosts[node.name] = build_host(config, node, previous if serial else None)
+        if serial and isinstance(host, RaspberryPi):
+            previous = host.ready
+    return hosts
 
 
 def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host]) -> EtcdCluster:
@@ -75,18 +120,91 @@ def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host]) -> EtcdCluster:
     return EtcdCluster("etcd", dataclasses.replace(etcd.cluster, members=members))
 
 
-def build_store(store: StoreConfig) -> ObjectStore:
-    """Cassandra and Pithos on the cluster the kubeconfig reaches (or rendered to YAML files)."""
+def build_zookeeper(zookeeper: ZooKeeperConfig, hosts: dict[str, Host]) -> ZooKeeperEnsemble:
+    """The ZooKeeper ensemble on the nodes with role zookeeper."""
+    servers = [hosts[name] for name in zookeeper.servers]
+    return ZooKeeperEnsemble("zookeeper", dataclasses.replace(zookeeper.ensemble, servers=servers))
+
+
+def build_mesos(config: StackConfig, mesos: MesosConfig, hosts: dict[str, Host],
+                zookeeper: ZooKeeperEnsemble | None) -> MesosCluster:
+    """Mesos masters (with Marathon) and agents in Docker containers, each host through its own Docker provider;
+    ZooKeeper is the stack's ensemble when it has one."""
+    nodes = {node.name: node for node in config.nodes}
+
+    def target(name: str) -> DockerHost:
+        node = nodes[name]
+        return DockerHost(host=hosts[name], user=node.user, port=node.port, host_key=node.host_key,
+                          jump=f"{node.proxy.user}@{node.proxy.host}:{node.proxy.port}" if node.proxy else None,
+                          identity_file=mesos.identity_file, connect_timeout=config.ssh.per_dial_timeout)
+
+    return MesosCluster("mesos", dataclasses.replace(
+        mesos.cluster, masters=[target(name) for name in mesos.masters],
+        agents=[target(name) for name in mesos.agents],
+        zookeeper=zookeeper.connect_string if zookeeper is not None else None))
+
+
+def build_kubernetes(kubernetes: KubernetesConfig, hosts: dict[str, Host], etcd: EtcdCluster) -> KubernetesCluster:
+    """k3s on the nodes with role control-plane (servers) or worker (agents), keeping its state in the etcd
+    cluster through the kube-apiserver client certificate the etcd component issued."""
+    nodes = [KubernetesNode(hosts[name], kubernetes.roles[name]) for name in kubernetes.nodes]
+    datastore = Datastore(endpoints=etcd.client_endpoints, ca_cert_pem=etcd.ca_cert_pem,
+                          client_cert_pem=etcd.apiserver_client_cert_pem,
+                          client_key_pem=etcd.apiserver_client_key_pem)
+    return KubernetesCluster("kubernetes", dataclasses.replace(
+        kubernetes.cluster, nodes=nodes, datastore=datastore, context=pulumi.get_stack()))
+
+
+def build_store(store: StoreConfig, cluster_kubeconfig: pulumi.Output[str] | None = None,
+                transformations: list[pulumi.ResourceTransformation] | None = None) -> ObjectStore:
+    """Cassandra and Pithos on the cluster the kubeconfig reaches (or rendered to YAML files): the cluster
+    this stack built (`cluster_kubeconfig`, which resolves once every node is Ready), else the kubeconfig
+    secret. `transformations` apply to every store resource (the local stack's, components/local/cluster.py)."""
+    if cluster_kubeconfig is not None and store.kubeconfig is not None:
+        pulumi.log.warn("the kubeconfig secret is not used: the store goes onto the cluster this stack builds")
+    kubeconfig = cluster_kubeconfig if cluster_kubeconfig is not None else (
+        None if store.kubeconfig is None else pulumi.Output.secret(store.kubeconfig))
     target = KubernetesTarget("store-target", KubernetesTargetArgs(
-        kubeconfig=None if store.kubeconfig is None else pulumi.Output.secret(store.kubeconfig),
-        context=store.context, render_directory=store.render_directory))
-    on_target = pulumi.ResourceOptions(providers=[target.provider])
+        kubeconfig=kubeconfig, context=store.context, render_directory=store.render_directory))
+    on_target = pulumi.ResourceOptions(providers=[target.provider], transformations=transformations)
     cassandra = CassandraCluster("cassandra", store.cassandra, opts=on_target)
     pithos_args = dataclasses.replace(store.pithos, cassandra_host=cassandra.service_host,
                                       cassandra_client_label=cassandra.client_label)
     # Pithos's schema job talks to Cassandra: the whole Cassandra component (StatefulSet, Service) first.
     return ObjectStore("pithos", pithos_args,
-                       opts=pulumi.ResourceOptions(providers=[target.provider], depends_on=[cassandra]))
+                       opts=pulumi.ResourceOptions(providers=[target.provider], depends_on=[cassandra],
+                                                   transformations=transformations))
+
+
+def build_cloud(cloud: CloudConfig, config: StackConfig) -> CloudFleet:
+    """The cloud nodes (key pair, security group, VMs). Phase 1 of issue 10: they are created and exported;
+    handing them to the node, etcd and Kubernetes recipes comes next."""
+    return CloudFleet("cloud", CloudFleetArgs(
+        cloud=cloud, prefix=f"cookbook-{pulumi.get_stack()}",
+        credential_keys=tuple(f"{NAMESPACE}:{key}" for key in CREDENTIAL_KEYS),
+        kubernetes_networking=config.prepare.kubernetes_networking))
+
+
+def build_local(args: LocalClusterArgs) -> LocalCluster:
+    """The local stack on this machine's Docker engine, once the engine answered, and its outputs."""
+    require_engine(os.environ)  # before anything is declared: a missing engine is one clear error
+    local = LocalCluster("local", dataclasses.replace(args, context=pulumi.get_stack()))
+    etcd = local.etcd
+    pulumi.export("etcd", {
+        "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
+        "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
+        "apiserver_client_cert": etcd.apiserver_client_cert_pem,
+        "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
+        "expires": etcd.expires,
+    })
+    if local.kubernetes is not None:
+        kubernetes = local.kubernetes
+        pulumi.export("kubernetes", {
+            "api_endpoint": kubernetes.api_endpoint, "kubeconfig": kubernetes.kubeconfig,
+            "nodes": kubernetes.node_names, "servers": kubernetes.servers, "agents": kubernetes.agents,
+        })
+    pulumi.export("local", {"docker": local.docker_objects, "registry": local.registry})
+    return local
 
 
 def main() -> None:
@@ -95,20 +213,15 @@ def main() -> None:
         config = parse_stack_config(raw, secret_keys, os.environ)
     except ConfigError as error:
         raise pulumi.RunError(str(error)) from None  # the message says it all; no traceback
+    local = build_local(config.local) if config.local is not None else None
     gone = set(config.etcd.removed) if config.etcd else set()  # removed etcd members: nothing runs on them
-    hosts = {node.name: build_host(config, node) for node in config.nodes if node.name not in gone}
-    pulumi.export("nodes", {
-        name: {"address": host.address, "architecture": host.architecture, "os": host.os_release,
-               "is_pi": host.is_pi, "memory_cgroup": host.memory_cgroup}
-        for name, host in hosts.items()
-    })
-    if config.store is not None:
-        store = build_store(config.store)
-        pulumi.export("store", {
-            "endpoint": store.endpoint, "region": store.region,
-            "access_key": store.access_key, "secret_key": store.secret_key, "tenant_keys": store.tenant_keys,
-            "s3cfg": store.s3cfg, "boto3": store.boto3,
-        })
+    hosts = build_hosts(config, gone)
+    pulumi.export("nodes", {name: host.outputs() for name, host in hosts.items()})
+    if config.cloud is not None:
+        fleet = build_cloud(config.cloud, config)
+        pulumi.export("cloud_nodes", {name: {"address": host.address, "user": host.user, "os": host.os,
+                                             "roles": list(host.roles)}
+                                      for name, host in fleet.hosts.items()})
     if config.etcd is not None:
         etcd = build_etcd(config.etcd, hosts)
         pulumi.export("etcd", {
@@ -116,6 +229,32 @@ def main() -> None:
             "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
             "apiserver_client_cert": etcd.apiserver_client_cert_pem,
             "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
+            "expires": etcd.expires,
+        })
+    zookeeper = None
+    if config.zookeeper is not None:
+        zookeeper = build_zookeeper(config.zookeeper, hosts)
+        pulumi.export("zookeeper", {"connect_string": zookeeper.connect_string, "servers": zookeeper.servers})
+    if config.mesos is not None:
+        mesos = build_mesos(config, config.mesos, hosts, zookeeper)
+        pulumi.export("mesos", {"master_urls": mesos.master_urls, "marathon_urls": mesos.marathon_urls,
+                                "zookeeper_url": mesos.zookeeper_url})
+    kubernetes = None
+    if config.kubernetes is not None and config.etcd is not None:
+        kubernetes = build_kubernetes(config.kubernetes, hosts, etcd)
+        pulumi.export("kubernetes", {
+            "api_endpoint": kubernetes.api_endpoint, "kubeconfig": kubernetes.kubeconfig,
+            "nodes": kubernetes.node_names, "servers": kubernetes.servers, "agents": kubernetes.agents,
+        })
+    if config.store is not None:
+        local_kubernetes = local.kubernetes if local is not None else None
+        store = build_store(config.store, kubernetes.kubeconfig if kubernetes else (
+            local_kubernetes.kubeconfig if local_kubernetes else None),
+            transformations=store_transformations(local.registry_container) if local is not None else None)
+        pulumi.export("store", {
+            "endpoint": store.endpoint, "region": store.region,
+            "access_key": store.access_key, "secret_key": store.secret_key, "tenant_keys": store.tenant_keys,
+            "s3cfg": store.s3cfg, "boto3": store.boto3,
         })
 
 

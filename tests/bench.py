@@ -3,7 +3,10 @@
 - wall time to prepare 3 vs 9 booted test hosts through the real program (fresh state each);
 - SSH sessions opened per host;
 - unit suite wall time;
-- program evaluation time under recording mocks for 30 and 300 nodes.
+- program evaluation time under recording mocks for 30 and 300 nodes;
+- Kubernetes: evaluation time for 300 nodes with Kubernetes roles, bare hosts to a Ready cluster (3 etcd
+  members + k3s servers, 2 agents; the k3s binary is the test-only stand-in) against etcd alone on the same
+  hosts, SSH sessions per node, and the SSH sessions of a no-op run.
 """
 
 from __future__ import annotations
@@ -60,6 +63,53 @@ def prepare_seconds(count: int) -> dict[str, Any]:
                 "rerun_prepared": again}
 
 
+def kubernetes_evaluation_seconds(count: int) -> float:
+    """The program for `count` nodes with Kubernetes roles: 3 etcd members and k3s servers, the rest agents."""
+    nodes = [{"name": f"n{i}", "address": f"10.1.{i // 250}.{i % 250 + 1}", "kind": "pi" if i % 2 else "linux",
+              "roles": ["etcd", "control-plane"] if i < 3 else ["worker"]} for i in range(count)]
+    started = time.perf_counter()
+    run_program(RecordingMocks(), {"nodes": nodes, "ssh_private_key": FAKE_PRIVATE_KEY,
+                                   "etcd": {"bootstrap": ["n0", "n1", "n2"]}}, secret_keys=["ssh_private_key"])
+    return time.perf_counter() - started
+
+
+def kubernetes_bring_up(with_kubernetes: bool) -> dict[str, Any]:
+    """Bare hosts to a Ready cluster (3 etcd members + k3s servers, 2 k3s agents; the TEST-ONLY k3s stand-in of
+    tests/standins as the airgap binary), or to etcd alone on the same hosts; then a no-op run."""
+    from components.kubernetes.render import K3S_VERSION
+    from tests.harness.random_emulator import emulate_random
+    from tests.harness.tls import emulate_tls
+    from tests.standins import airgap_images, k3s_binary
+
+    names = ["kb1", "kb2", "kb3", "kb4", "kb5"]
+    with tempfile.TemporaryDirectory() as workdir, HostFleet(names=names, workdir=Path(workdir)) as fleet:
+        binary, images = k3s_binary(K3S_VERSION, Path(workdir)), airgap_images(Path(workdir), "bench")
+        config: dict[str, Any] = {
+            "prepare": {"packages": ["jq"], "kubernetes_networking": False},
+            "nodes": [{"name": h.name, "address": h.address,
+                       "roles": (["etcd", "control-plane"] if i < 3 else ["worker"]) if with_kubernetes
+                       else (["etcd"] if i < 3 else [])} for i, h in enumerate(fleet)],
+            "ssh_private_key": fleet.private_key_pem,
+            "etcd": {"install": "package", "bootstrap": names[:3]},
+        }
+        if with_kubernetes:
+            config["kubernetes"] = {"install": "airgap", "airgap": {"amd64": {
+                "binary": {"path": binary.path, "sha256": binary.sha256},
+                "images": {"path": images.path, "sha256": images.sha256}}}}
+        state = StackState()
+        ssh.SESSIONS.clear()
+        started = time.perf_counter()
+        run_program(ExecutingMocks(state, emulators={"tls": emulate_tls, "random": emulate_random}), config,
+                    secret_keys=["ssh_private_key"])
+        wall = time.perf_counter() - started
+        sessions = {h.name: ssh.SESSIONS[h.address] for h in fleet}
+        ssh.SESSIONS.clear()
+        run_program(ExecutingMocks(state, emulators={"tls": emulate_tls, "random": emulate_random}), config,
+                    secret_keys=["ssh_private_key"])
+        return {"seconds": round(wall, 1), "ssh_sessions_per_node": sessions,
+                "noop_up_ssh_sessions": sum(ssh.SESSIONS.values())}
+
+
 def unit_suite_seconds() -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not integration", "tests"], cwd=ROOT,
@@ -77,6 +127,9 @@ def main() -> None:
     results.update(prepare_3=three, prepare_9=nine)
     for run in ("first_run", "rerun_prepared"):
         results[f"ratio_9_to_3_{run}"] = round(nine[run]["seconds"] / three[run]["seconds"], 2)
+    results["evaluate_300_nodes_with_kubernetes_s"] = round(kubernetes_evaluation_seconds(300), 2)
+    results["bare_hosts_to_etcd_3_plus_2_hosts"] = kubernetes_bring_up(with_kubernetes=False)
+    results["bare_hosts_to_ready_kubernetes_3_servers_2_agents"] = kubernetes_bring_up(with_kubernetes=True)
     print(json.dumps(results, indent=2))
 
 

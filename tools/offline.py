@@ -78,7 +78,7 @@ class OfflineMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        return {}, []  # no failures (Pulumi's mock monitor iterates this list)
 
 
 def namespaced(config: Mapping[str, Any], project: str) -> dict[str, Any]:

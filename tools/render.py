@@ -4,6 +4,7 @@ Usage (from the repository root): python -m tools.render STACK OUTDIR
 
 Each object goes to OUTDIR/<namespace>/<kind>-<name>.yaml (cluster-scoped objects under OUTDIR/_cluster/).
 Secret values are generated or held at deploy time, so Secret `data`/`stringData` values are redacted here.
+Values only a deployment knows (like an image built and pushed by the stack: its digest) read UNKNOWN_VALUE.
 OUTDIR must be empty or a previous render's output (it is replaced as a whole).
 """
 
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pulumi.output import Unknown
+from pulumi.runtime.rpc import UNKNOWN
 
 from tools.offline import OfflineResource, evaluate
 
 MARKER = ".rendered-by-cluster-cookbook"
 REDACTED = "REDACTED: set at deploy time by pulumi up"
+UNKNOWN_VALUE = "UNKNOWN: known only once pulumi up has created it"
 # Credentials that live in secret config get placeholders: nothing is ever contacted.
 PLACEHOLDER_SECRETS = {"kubeconfig": "offline render: no cluster is contacted",
                        "ssh_private_key": "offline render: no host is contacted"}
@@ -36,7 +40,10 @@ def is_kubernetes_object(resource_type: str) -> bool:
 
 
 def plain(value: Any) -> Any:
-    """Wire values as YAML wants them: integral floats back to ints, mappings with sorted keys."""
+    """Wire values as YAML wants them: integral floats back to ints, mappings with sorted keys, values a
+    preview cannot know as UNKNOWN_VALUE."""
+    if isinstance(value, Unknown) or value == UNKNOWN:
+        return UNKNOWN_VALUE
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):

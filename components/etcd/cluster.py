@@ -1,26 +1,32 @@
 """An etcd cluster over SSH hosts: mutual TLS, a systemd unit per member, a health-gated bootstrap,
-growth and member replacement through etcd's runtime reconfiguration, and periodic snapshots.
+growth and member replacement through etcd's runtime reconfiguration, periodic snapshots, and certificates
+that are re-issued before they expire.
 
 Resources (for a cluster `etcd` and members a, b, c, later d):
 
-    etcd-ca-key, etcd-ca                      tls: the cluster CA
+    etcd-ca-key, etcd-ca                      tls: the cluster CA, protected (generation 1; later
+                                              generations of a CA rotation are etcd-ca-2, ...)
     etcd-member-a-key/-csr/-cert ...          tls: one server+peer certificate per member (its names and IPs)
     etcd-operator-*, etcd-apiserver-*         tls: client certificates for operators and kube-apiserver
     etcd-member-a                             remote command on a: install, certs (stdin), env file, units,
-                                              start (bootstrap members only)
+                                              start, or a restart when the files it runs with changed
     etcd-remove-x                             remote command on a healthy member: `member remove x`
     etcd-join-d                               remote command on d: learner add, start, promote
     etcd-health                               remote command on a member: waits for a healthy cluster
 
 Stability rule: a member's command inputs depend only on that member and on the bootstrap record
 (`bootstrap` names + addresses), never on the current member list. So adding members leaves every
-existing member's resources untouched: a changed `--initial-cluster` would restart them all.
+existing member's resources untouched: a changed `--initial-cluster` would restart them all. A join's
+inputs depend on the members before it (its seeds), so a later growth leaves earlier joins untouched.
+
+Convergence rule: every step reads the host and the cluster and does only what is missing, so it can run
+again at any point (pulumi-command re-runs `create` whenever an input changes). Restarts are decided from
+the host: the unit records a hash of the files etcd started with, and the member step compares it with the
+files on disk.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -28,31 +34,43 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_command as command
 
+from components.etcd import render
+from components.etcd.render import PACKAGE_BINARIES, url
 from components.nodes.host import Host
 from components.shared import pki
-from components.shared.scripts import remote_invocation, render_script, template
+from components.shared.scripts import remote_invocation
 
 INSTALL_MODES = ("package", "tarball", "preinstalled")
+AUTO_COMPACTION_MODES = ("periodic", "revision")
 MAX_MEMBERS = 7
-SERVICE = "cookbook-etcd"
-SNAPSHOT_UNIT = "cookbook-etcd-snapshot"
-CONFIG_DIR = "/etc/cookbook-etcd"
-PKI_DIR = f"{CONFIG_DIR}/pki"
-DATA_ROOT = "/var/lib/cookbook-etcd"
-PACKAGE_BINARIES = ("/usr/bin/etcd", "/usr/bin/etcdctl")
-TARBALL_BINARIES = ("/usr/local/bin/etcd", "/usr/local/bin/etcdctl")
-# etcd refuses to start on architectures its maintainers do not support unless told so.
-UNSUPPORTED_ARCH = {"armhf": "arm", "armel": "arm", "arm": "arm", "i386": "386", "386": "386"}
+# A 3.5 release runs on arm64 without ETCD_UNSUPPORTED_ARCH (3.4 needs it there; the step detects that).
+DEFAULT_VERSION = "3.5.17"
 # Commands that carry private keys on stdin: never log their output, keep it secret in the state.
 SECRET_OUTPUTS = ["stdout", "stderr"]
 
 
 @dataclass(frozen=True)
 class Tarball:
-    """An etcd release tarball on the machine running Pulumi (e.g. etcd-v3.4.23-linux-arm64.tar.gz)."""
+    """An etcd release tarball on the machine running Pulumi (e.g. etcd-v3.5.17-linux-arm64.tar.gz)."""
 
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    """Leaf certificate validity and early renewal, and the CA generations (a CA rotation, see README).
+
+    `ca_generation` signs every leaf certificate; members and clients trust every generation in
+    `ca_trusted` (default: only `ca_generation`)."""
+
+    validity: pki.Validity = field(default_factory=pki.Validity)
+    ca_generation: int = 1
+    ca_trusted: tuple[int, ...] = ()
+
+    @property
+    def trusted(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.ca_trusted or (self.ca_generation,))))
 
 
 @dataclass(frozen=True)
@@ -68,17 +86,22 @@ class EtcdClusterArgs:
     members: Sequence[Host]
     bootstrap: Sequence[str] = ()
     removed: Mapping[str, str] = field(default_factory=dict)
-    version: str = "3.4.23"
+    version: str = DEFAULT_VERSION
     install: str = "package"
     tarballs: Mapping[str, Tarball] = field(default_factory=dict)
     preinstalled_binaries: tuple[str, str] = PACKAGE_BINARIES
     client_port: int = 2379
     peer_port: int = 2380
     cluster_token: str = "cluster-cookbook"
+    heartbeat_interval: int = 100
+    election_timeout: int = 1000
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "1h"
     snapshot_schedule: str = "hourly"
     snapshot_retention: int = 24
     snapshot_dir: str = "/var/backups/cookbook-etcd"
     health_timeout: int = 300
+    certificates: CertificateSettings = field(default_factory=CertificateSettings)
 
 
 def validate(args: EtcdClusterArgs) -> list[str]:
@@ -109,170 +132,40 @@ def validate(args: EtcdClusterArgs) -> list[str]:
         problems.append(f"snapshot_retention: must be at least 1, got {args.snapshot_retention}")
     if args.client_port == args.peer_port:
         problems.append("peer_port: must differ from client_port")
+    problems += validate_timing(args.heartbeat_interval, args.election_timeout)
+    problems += validate_certificates(args.certificates)
     return problems
 
 
-# --- pure renderers ---------------------------------------------------------------------------------
-def _url(address: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            return f"https://[{address}]:{port}"
-    except ValueError:
-        pass
-    return f"https://{address}:{port}"
+def validate_timing(heartbeat: int, election: int) -> list[str]:
+    """etcd's own rules (embed.Config.Validate): election >= 5 x heartbeat, election <= 50 s."""
+    problems = []
+    if heartbeat < 1:
+        problems.append(f"heartbeat_interval: must be at least 1 ms, got {heartbeat}")
+    if election < 5 * heartbeat:
+        problems.append(f"election_timeout: must be at least 5 x heartbeat_interval ({5 * heartbeat} ms), "
+                        f"got {election}")
+    if election > 50000:
+        problems.append(f"election_timeout: must be at most 50000 ms, got {election}")
+    return problems
 
 
-def _listen_host(address: str) -> str:
-    """etcd binds listen URLs to IPs only: a member known by DNS name listens on all addresses."""
-    try:
-        ipaddress.ip_address(address)
-        return address
-    except ValueError:
-        return "0.0.0.0"
-
-
-def _fill(relative_path: str, **values: str) -> str:
-    return string.Template(template(relative_path)).substitute(values).rstrip("\n")
-
-
-def binaries(args: EtcdClusterArgs) -> tuple[str, str]:
-    if args.install == "tarball":
-        return TARBALL_BINARIES
-    if args.install == "preinstalled":
-        return args.preinstalled_binaries
-    return PACKAGE_BINARIES
-
-
-def data_dir(member: str) -> str:
-    return f"{DATA_ROOT}/{member}"
-
-
-def render_env_file(args: EtcdClusterArgs, member: str, address: str, architecture: str) -> str:
-    listen = _listen_host(address)
-    text = _fill(
-        "etcd/etcd.env", member=member, data_dir=data_dir(member),
-        listen_peer_urls=_url(listen, args.peer_port), peer_url=_url(address, args.peer_port),
-        listen_client_urls=f"{_url(listen, args.client_port)},{_url('127.0.0.1', args.client_port)}",
-        client_url=_url(address, args.client_port), cluster_token=args.cluster_token, pki_dir=PKI_DIR,
-    )
-    if architecture in UNSUPPORTED_ARCH:
-        text += f"\nETCD_UNSUPPORTED_ARCH={UNSUPPORTED_ARCH[architecture]}"
-    return text
-
-
-def render_bootstrap_membership(args: EtcdClusterArgs, addresses: Mapping[str, str]) -> str:
-    """The membership file of a bootstrap member: only ever read when etcd creates its data dir."""
-    initial = ",".join(f"{name}={_url(addresses[name], args.peer_port)}" for name in bootstrap_names(args))
-    return f"ETCD_INITIAL_CLUSTER={initial}\nETCD_INITIAL_CLUSTER_STATE=new"
-
-
-def render_unit(args: EtcdClusterArgs, member: str) -> str:
-    return _fill("etcd/etcd.service", member=member, config_dir=CONFIG_DIR, etcd_bin=binaries(args)[0])
-
-
-def render_snapshot_units(args: EtcdClusterArgs, member: str) -> tuple[str, str]:
-    return (_fill("etcd/snapshot.service", member=member, service=SERVICE),
-            _fill("etcd/snapshot.timer", member=member, schedule=args.snapshot_schedule))
-
-
-def _common_params(args: EtcdClusterArgs) -> dict[str, Any]:
-    return {"PKI_DIR": PKI_DIR, "ETCDCTL_BIN": binaries(args)[1], "SNAPSHOT_DIR": args.snapshot_dir}
-
-
-def render_snapshot_script(args: EtcdClusterArgs, member: str) -> str:
-    return render_script(
-        ["shared/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
-        {**_common_params(args), "MEMBER_NAME": member,
-         "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
-         "SNAPSHOT_RETENTION": args.snapshot_retention},
-    )
-
-
-def render_configure_script(args: EtcdClusterArgs, member: str, address: str, architecture: str,
-                            bootstrap_membership: str) -> str:
-    etcd_bin = binaries(args)[0]
-    tarball = args.tarballs.get(architecture) if args.install == "tarball" else None
-    snapshot_service, snapshot_timer = render_snapshot_units(args, member)
-    return render_script(
-        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh", "etcd/configure.sh"],
-        {
-            **_common_params(args),
-            "INSTALL_MODE": args.install,
-            "ETCD_VERSION": args.version,
-            "ETCD_BIN": etcd_bin,
-            "TARBALL_PATH": tarball_remote_path(args, architecture) if tarball else "",
-            "TARBALL_SHA256": tarball.sha256 if tarball else "",
-            "MEMBER_NAME": member,
-            "CONFIG_DIR": CONFIG_DIR,
-            "DATA_ROOT": DATA_ROOT,
-            "SERVICE": SERVICE,
-            "SNAPSHOT_UNIT": SNAPSHOT_UNIT,
-            "ENV_CONTENT": render_env_file(args, member, address, architecture),
-            "MEMBERSHIP_CONTENT": bootstrap_membership,
-            "UNIT_CONTENT": render_unit(args, member),
-            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member),
-            "SNAPSHOT_SERVICE_CONTENT": snapshot_service,
-            "SNAPSHOT_TIMER_CONTENT": snapshot_timer,
-            "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
-            "HEALTH_TIMEOUT": args.health_timeout,
-        },
-    )
-
-
-def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: Sequence[str]) -> str:
-    return render_script(
-        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/join.sh"],
-        {
-            **_common_params(args),
-            "MEMBER_NAME": member,
-            "PEER_URL": _url(address, args.peer_port),
-            "SEED_ENDPOINTS": ",".join(_url(seed, args.client_port) for seed in seeds),
-            "CONFIG_DIR": CONFIG_DIR,
-            "DATA_DIR": data_dir(member),
-            "SERVICE": SERVICE,
-            "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
-            "TIMEOUT": args.health_timeout,
-        },
-    )
-
-
-def render_remove_script(args: EtcdClusterArgs, target: str) -> str:
-    return render_script(
-        ["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"],
-        {
-            **_common_params(args),
-            "TARGET_NAME": target,
-            "LOCAL_CLIENT_URL": _url("127.0.0.1", args.client_port),
-        },
-    )
-
-
-def render_health_script(args: EtcdClusterArgs, members: Mapping[str, str]) -> str:
-    return render_script(
-        ["shared/common.sh", "etcd/common.sh", "etcd/health.sh"],
-        {
-            **_common_params(args),
-            "ENDPOINTS": ",".join(_url(address, args.client_port) for address in members.values()),
-            "EXPECTED_MEMBERS": tuple(members),
-            "TIMEOUT": args.health_timeout,
-        },
-    )
-
-
-def render_etcdctl_env(args: EtcdClusterArgs, addresses: Sequence[str]) -> str:
-    endpoints = ",".join(_url(address, args.client_port) for address in addresses)
-    return (
-        "# Source after saving the ca, client cert and client key outputs into $ETCD_PKI_DIR (default: .)\n"
-        "export ETCDCTL_API=3\n"
-        f"export ETCDCTL_ENDPOINTS={endpoints}\n"
-        'export ETCDCTL_CACERT="${ETCD_PKI_DIR:-.}/etcd-ca.crt"\n'
-        'export ETCDCTL_CERT="${ETCD_PKI_DIR:-.}/etcd-client.crt"\n'
-        'export ETCDCTL_KEY="${ETCD_PKI_DIR:-.}/etcd-client.key"\n'
-    )
-
-
-def tarball_remote_path(args: EtcdClusterArgs, architecture: str) -> str:
-    return f"/var/tmp/cookbook-etcd-v{args.version}-linux-{architecture}.tar.gz"
+def validate_certificates(settings: CertificateSettings) -> list[str]:
+    problems = []
+    validity = settings.validity
+    if validity.hours < 1:
+        problems.append(f"certificates.validity_hours: must be at least 1, got {validity.hours}")
+    if not 0 <= validity.early_renewal_hours < validity.hours:
+        problems.append(f"certificates.early_renewal_hours: must be between 0 and validity_hours - 1 "
+                        f"({validity.hours - 1}), got {validity.early_renewal_hours} (else every run re-issues)")
+    if settings.ca_generation < 1:
+        problems.append(f"ca.generation: must be at least 1, got {settings.ca_generation}")
+    if settings.ca_trusted and settings.ca_generation not in settings.ca_trusted:
+        problems.append(f"ca.trusted: must include ca.generation {settings.ca_generation}, got "
+                        f"{list(settings.ca_trusted)} (members must trust the CA that signs their certificates)")
+    if any(generation < 1 for generation in settings.ca_trusted):
+        problems.append(f"ca.trusted: generations start at 1, got {list(settings.ca_trusted)}")
+    return problems
 
 
 def bootstrap_names(args: EtcdClusterArgs) -> list[str]:
@@ -281,6 +174,11 @@ def bootstrap_names(args: EtcdClusterArgs) -> list[str]:
 
 def member_alternative_names(host: Host) -> list[str]:
     return sorted({host.hostname, host.address, "localhost", "127.0.0.1", "::1"})
+
+
+def ca_resource_name(name: str, generation: int) -> str:
+    """Generation 1 keeps the first CA's name (its URN must never change); later ones are numbered."""
+    return f"{name}-ca" if generation == 1 else f"{name}-ca-{generation}"
 
 
 def _pem_bundle(*pems: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -299,6 +197,7 @@ class EtcdCluster(pulumi.ComponentResource):
     apiserver_client_cert_pem: pulumi.Output[str]
     apiserver_client_key_pem: pulumi.Output[str]
     etcdctl_env: pulumi.Output[str]
+    expires: pulumi.Output[str]
     health: pulumi.Output[str]
 
     def __init__(self, name: str, args: EtcdClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -315,18 +214,31 @@ class EtcdCluster(pulumi.ComponentResource):
         joiners = [host for host in args.members if host.hostname not in bootstrap]
         ordered = [hosts[name] for name in bootstrap if name in hosts] + joiners
 
-        ca = pki.certificate_authority(f"{name}-ca", f"{name} etcd CA", self)
-        operator = pki.issue_certificate(f"{name}-operator", ca, "etcd-operator", uses=pki.CLIENT_USES,
-                                         parent=self)
-        apiserver = pki.issue_certificate(f"{name}-apiserver", ca, "kube-apiserver-etcd-client",
-                                          uses=pki.CLIENT_USES, parent=self)
-        membership = render_bootstrap_membership(args, addresses)
+        certificates = args.certificates
+        cas = {generation: pki.certificate_authority(ca_resource_name(name, generation),
+                                                     f"{name} etcd CA" + (f" {generation}" if generation > 1 else ""),
+                                                     self)
+               for generation in sorted({certificates.ca_generation, *certificates.trusted})}
+        signing = cas[certificates.ca_generation]
+        trusted_bundle = pulumi.Output.all(*(cas[g].cert_pem for g in certificates.trusted)).apply(
+            lambda pems: "".join((pem or "").rstrip("\n") + "\n" for pem in pems))
+        operator = pki.issue_certificate(f"{name}-operator", signing, "etcd-operator", uses=pki.CLIENT_USES,
+                                         validity=certificates.validity, parent=self)
+        apiserver = pki.issue_certificate(f"{name}-apiserver", signing, "kube-apiserver-etcd-client",
+                                          uses=pki.CLIENT_USES, validity=certificates.validity, parent=self)
+        membership = render.bootstrap_membership(args, bootstrap, addresses)
 
         member_commands: dict[str, command.remote.Command] = {}
+        member_certs: list[pki.KeyPair] = []
         previous: command.remote.Command | None = None
         for host in ordered:
+            cert = pki.issue_certificate(f"{name}-member-{host.hostname}", signing, host.hostname,
+                                         uses=pki.SERVER_AND_CLIENT_USES,
+                                         alternative_names=member_alternative_names(host),
+                                         validity=certificates.validity, parent=self)
+            member_certs.append(cert)
             member_commands[host.hostname] = previous = self._member(
-                name, args, host, ca, membership if host.hostname in bootstrap else "", previous)
+                name, args, host, cert, trusted_bundle, membership if host.hostname in bootstrap else "", previous)
 
         anchor = ordered[0]
         changes: list[command.remote.Command] = []
@@ -343,18 +255,21 @@ class EtcdCluster(pulumi.ComponentResource):
                     depends_on=[*member_commands.values(), *changes]),
             ))
 
+        current_addresses = {host.address for host in ordered}
         for target in sorted(args.removed):  # through the anchor's etcdctl and certificate
-            membership_change(f"{name}-remove-{target}", anchor, render_remove_script(args, target))
-        seeds = [addresses[name] for name in bootstrap]
+            membership_change(f"{name}-remove-{target}", anchor, render.render_remove_script(
+                args, target, addresses[target], addresses[target] in current_addresses))
+        members_before = [hosts[name].address for name in bootstrap if name in hosts]
         for host in joiners:
             membership_change(f"{name}-join-{host.hostname}", host,
-                              render_join_script(args, host.hostname, host.address, seeds))
+                              render.render_join_script(args, host.hostname, host.address, members_before))
+            members_before = [*members_before, host.address]
 
         current = {host.hostname: host.address for host in ordered}
         health = command.remote.Command(
             f"{name}-health",
             connection=anchor.connection.args(),
-            create=remote_invocation(render_health_script(args, current), anchor.connection.become),
+            create=remote_invocation(render.render_health_script(args, current), anchor.connection.become),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The gate checks the cluster every member step and membership change produced.
@@ -365,14 +280,16 @@ class EtcdCluster(pulumi.ComponentResource):
             return pulumi.Output.all(health.stdout, value).apply(lambda both: both[1])
 
         self.health = health.stdout
-        self.client_endpoints = after_health([_url(address, args.client_port) for address in current.values()])
-        self.ca_cert_pem = after_health(ca.cert_pem)
+        self.client_endpoints = after_health([url(address, args.client_port) for address in current.values()])
+        self.ca_cert_pem = after_health(trusted_bundle)
         # Client credentials are secrets as a pair (a certificate alone grants nothing, but it names a client).
         self.client_cert_pem = pulumi.Output.secret(after_health(operator.cert_pem))
         self.client_key_pem = pulumi.Output.secret(after_health(operator.key_pem))
         self.apiserver_client_cert_pem = pulumi.Output.secret(after_health(apiserver.cert_pem))
         self.apiserver_client_key_pem = pulumi.Output.secret(after_health(apiserver.key_pem))
-        self.etcdctl_env = after_health(render_etcdctl_env(args, list(current.values())))
+        self.etcdctl_env = after_health(render.render_etcdctl_env(args, list(current.values())))
+        self.expires = pki.earliest([pair.expires for pair in
+                                     (*cas.values(), operator, apiserver, *member_certs)])
         self.register_outputs({
             "client_endpoints": self.client_endpoints,
             "ca_cert_pem": self.ca_cert_pem,
@@ -381,28 +298,28 @@ class EtcdCluster(pulumi.ComponentResource):
             "apiserver_client_cert_pem": self.apiserver_client_cert_pem,
             "apiserver_client_key_pem": self.apiserver_client_key_pem,
             "etcdctl_env": self.etcdctl_env,
+            "expires": self.expires,
             "health": self.health,
         })
 
-    def _member(self, name: str, args: EtcdClusterArgs, host: Host, ca: pki.KeyPair, membership: str,
+    def _member(self, name: str, args: EtcdClusterArgs, host: Host, cert: pki.KeyPair,
+                trusted_bundle: pulumi.Output[str], membership: str,
                 previous: command.remote.Command | None) -> command.remote.Command:
         member = host.hostname
-        cert = pki.issue_certificate(f"{name}-member-{member}", ca, member, uses=pki.SERVER_AND_CLIENT_USES,
-                                     alternative_names=member_alternative_names(host), parent=self)
         # Prepared first (hostname, packages), and its facts pick the binary and the env file.
         depends: list[pulumi.Resource] = [host]
         if args.install == "tarball":
             depends.append(self._upload_tarball(name, args, host))
         if previous is not None:
-            # Members are (re)configured one at a time: a config change restarts them without losing quorum.
+            # Members are (re)configured one at a time: a restart never takes two members down at once.
             depends.append(previous)
         script = host.architecture.apply(lambda arch: remote_invocation(
-            render_configure_script(args, member, host.address, arch, membership), host.connection.become))
+            render.render_configure_script(args, member, host.address, arch, membership), host.connection.become))
         return command.remote.Command(
             f"{name}-member-{member}",
             connection=host.connection.args(),
             create=script,
-            stdin=_pem_bundle(ca.cert_pem, cert.cert_pem, cert.key_pem),
+            stdin=_pem_bundle(cert.cert_pem, cert.key_pem, trusted_bundle),
             logging=command.remote.Logging.NONE,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
                                         additional_secret_outputs=SECRET_OUTPUTS),
@@ -418,7 +335,7 @@ class EtcdCluster(pulumi.ComponentResource):
             f"{name}-tarball-{host.hostname}",
             connection=host.connection.args(),
             source=host.architecture.apply(source),
-            remote_path=host.architecture.apply(lambda arch: tarball_remote_path(args, arch)),
+            remote_path=host.architecture.apply(lambda arch: render.tarball_remote_path(args, arch)),
             # After the host's preparation (its facts name the architecture; /var/tmp must exist).
             opts=pulumi.ResourceOptions(parent=self, depends_on=[host]),
         )

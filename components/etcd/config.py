@@ -12,11 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.etcd.cluster import INSTALL_MODES, MAX_MEMBERS, EtcdClusterArgs, Tarball
-from components.shared.validation import Problems, Section, check_port, check_positive, one_of
+from components.etcd.cluster import (
+    AUTO_COMPACTION_MODES,
+    DEFAULT_VERSION,
+    INSTALL_MODES,
+    MAX_MEMBERS,
+    CertificateSettings,
+    EtcdClusterArgs,
+    Tarball,
+    validate_certificates,
+    validate_timing,
+)
+from components.shared import pki
+from components.shared.validation import Problems, Section, check_port, check_positive, describe_type, one_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_RETENTION = re.compile(r"^(0|[1-9][0-9]*|[1-9][0-9]*(h|m|s)|([1-9][0-9]*h)?([1-9][0-9]*m)?([1-9][0-9]*s)?)$")
 _CALENDAR = re.compile(r"^[A-Za-z0-9*:.,/ ~-]+$")
 _ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 ARCHITECTURES = ("amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64")
@@ -50,7 +62,43 @@ def _check_calendar(value: str) -> str | None:
 
 
 def _check_version(value: str) -> str | None:
-    return None if _VERSION.match(value) else f"must be a version such as '3.4.23', got {value!r}"
+    if not _VERSION.match(value):
+        return f"must be a version such as {DEFAULT_VERSION!r}, got {value!r}"
+    major, minor, _ = (int(part) for part in value.split("."))
+    if (major, minor) < (3, 4):
+        return f"must be 3.4 or later (learners, which growth and replacement use, came in 3.4), got {value!r}"
+    return None
+
+
+def _check_retention(value: str) -> str | None:
+    return None if value and _RETENTION.match(value) else (
+        f"must be a duration such as '1h' or '30m' (periodic mode), a revision count such as '1000' (revision "
+        f"mode), or '0' (off), got {value!r}")
+
+
+def _parse_certificates(section: Section, problems: Problems) -> CertificateSettings:
+    certificates = Section(section.raw("certificates"), "etcd.certificates", problems)
+    validity = pki.Validity(
+        hours=certificates.value("validity_hours", int, pki.LEAF_VALIDITY_HOURS, check_positive),
+        early_renewal_hours=certificates.value("early_renewal_hours", int, pki.LEAF_EARLY_RENEWAL_HOURS),
+    )
+    certificates.finish()
+    ca = Section(section.raw("ca"), "etcd.ca", problems)
+    generation = ca.value("generation", int, 1, check_positive)
+    raw_trusted = ca.value("trusted", list, [])
+    trusted = []
+    for index, item in enumerate(raw_trusted):
+        if not isinstance(item, int) or isinstance(item, bool) or item < 1:
+            problems.add(f"etcd.ca.trusted[{index}]", f"must be a CA generation (an integer from 1), "
+                                                      f"got {describe_type(item)} {item!r}")
+        else:
+            trusted.append(item)
+    ca.finish()
+    settings = CertificateSettings(validity=validity, ca_generation=generation, ca_trusted=tuple(trusted))
+    for problem in validate_certificates(settings):
+        key, _, message = problem.partition(": ")
+        problems.add(f"etcd.{key}", message)
+    return settings
 
 
 def _check_absolute_path(value: str) -> str | None:
@@ -111,23 +159,37 @@ def parse_etcd_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems) -
     if len(set(bootstrap)) != len(bootstrap):
         problems.add("etcd.bootstrap", "names a member twice")
     snapshot = Section(section.raw("snapshot"), "etcd.snapshot", problems)
+    auto_compaction = Section(section.raw("auto_compaction"), "etcd.auto_compaction", problems)
     config = EtcdConfig(members=members, cluster=EtcdClusterArgs(
         members=(),
         bootstrap=bootstrap,
         removed=removed,
-        version=section.value("version", str, "3.4.23", _check_version),
+        version=section.value("version", str, DEFAULT_VERSION, _check_version),
         install=section.value("install", str, "package", one_of(INSTALL_MODES)),
         tarballs=_parse_tarballs(section.raw("tarballs"), problems),
         client_port=section.value("client_port", int, 2379, check_port),
         peer_port=section.value("peer_port", int, 2380, check_port),
         cluster_token=section.value("cluster_token", str, "cluster-cookbook"),
+        heartbeat_interval=section.value("heartbeat_interval", int, 100, check_positive),
+        election_timeout=section.value("election_timeout", int, 1000, check_positive),
+        auto_compaction_mode=auto_compaction.value("mode", str, "periodic", one_of(AUTO_COMPACTION_MODES)),
+        auto_compaction_retention=auto_compaction.value("retention", str, "1h", _check_retention),
         snapshot_schedule=snapshot.value("schedule", str, "hourly", _check_calendar),
         snapshot_retention=snapshot.value("retention", int, 24, check_positive),
         snapshot_dir=snapshot.value("directory", str, "/var/backups/cookbook-etcd", _check_absolute_path),
         health_timeout=section.value("health_timeout", int, 300, check_positive),
+        certificates=_parse_certificates(section, problems),
     ))
     snapshot.finish()
+    auto_compaction.finish()
     section.finish()
+    cluster = config.cluster
+    if cluster.auto_compaction_mode == "revision" and not cluster.auto_compaction_retention.isdigit():
+        problems.add("etcd.auto_compaction.retention", "revision mode keeps a number of revisions, e.g. '10000', "
+                                                       f"got {cluster.auto_compaction_retention!r}")
+    for problem in validate_timing(config.cluster.heartbeat_interval, config.cluster.election_timeout):
+        key, _, message = problem.partition(": ")
+        problems.add(f"etcd.{key}", message)
     if config.cluster.install == "tarball" and not config.cluster.tarballs:
         problems.add("etcd.tarballs", "etcd.install is tarball: give a {path, sha256} per node architecture")
     if config.cluster.client_port == config.cluster.peer_port:

@@ -20,12 +20,22 @@ from components.shared.validation import (
 )
 
 NODE_KINDS = ("linux", "pi")
-NODE_ROLES = ("etcd", "control-plane", "worker")
+NODE_ROLES = ("etcd", "control-plane", "worker", "zookeeper", "mesos-master", "mesos-agent")
+# Roles whose hosts keep a quorum (etcd, zookeeper) or the API (control-plane): they reboot one at a time, in node
+# order. (Only Pis reboot, and a Pi cannot have a Mesos role.)
+SERIAL_REBOOT_ROLES = ("etcd", "control-plane", "zookeeper")
+AGENT_ENV = "SSH_AUTH_SOCK"
+_CMDLINE_FLAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:/+=-]*$")
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}$")
 
 def _check_package(value: str) -> str | None:
     return None if _PACKAGE_NAME.match(value) else f"must be a Debian package name, got {value!r}"
+
+
+def _check_cmdline_flag(value: str) -> str | None:
+    return None if _CMDLINE_FLAG.match(value) else (
+        f"must be one kernel command-line word such as 'cgroup_enable=cpuset', got {value!r}")
 
 
 def _check_host_key(value: str) -> str | None:
@@ -65,6 +75,7 @@ class PrepareConfig:
     packages: tuple[str, ...] = DEFAULT_PACKAGES
     time_servers: tuple[str, ...] = ()
     kubernetes_networking: bool = True
+    pi_cmdline_flags: tuple[str, ...] = ()  # added to cmdline.txt after the cgroup flags
 
 
 
@@ -86,14 +97,30 @@ def parse_ssh(raw: Any, problems: Problems, env: Mapping[str, str]) -> SshSettin
     settings = SshSettings(
         user=section.value("user", str, "root"),
         port=section.value("port", int, 22, check_port),
-        use_agent=section.value("agent", bool, bool(env.get("SSH_AUTH_SOCK"))),
+        use_agent=section.value("agent", bool, bool(env.get(AGENT_ENV))),
         dial_error_limit=section.value("dial_error_limit", int, 10),
         per_dial_timeout=section.value("per_dial_timeout", int, 15, check_positive),
         reboot_timeout=section.value("reboot_timeout", int, 300, check_positive),
         proxy=_parse_proxy(section.raw("proxy"), "ssh.proxy", problems),
     )
     section.finish()
+    _check_agent(settings, section.has("agent"), env, problems)
     return settings
+
+
+def _check_agent(settings: SshSettings, explicit: bool, env: Mapping[str, str], problems: Problems) -> None:
+    """pulumi-command offers the keys of the agent at SSH_AUTH_SOCK whenever that variable is set, whatever
+    the connection says (provider/pkg/provider/remote/connection.go, SSHConfig): `agent: false` can only be
+    honoured without it, and `agent: true` needs it."""
+    socket = env.get(AGENT_ENV)
+    if explicit and not settings.use_agent and socket:
+        problems.add("ssh.agent", f"is false, but {AGENT_ENV} is set ({socket}) and pulumi-command then offers "
+                                  "the agent's keys to every host whatever the config says; run without it "
+                                  f"(`env -u {AGENT_ENV} pulumi up`), or remove ssh.agent to use the agent")
+    if explicit and settings.use_agent and not socket:
+        problems.add("ssh.agent", f"is true, but {AGENT_ENV} is not set: start an agent holding your key "
+                                  "(`eval \"$(ssh-agent)\" && ssh-add`), or set it false and store the key in "
+                                  "ssh_private_key")
 
 
 def _parse_node(raw: Any, path: str, ssh: SshSettings, problems: Problems) -> NodeConfig:
@@ -134,6 +161,7 @@ def parse_prepare(raw: Any, problems: Problems) -> PrepareConfig:
         packages=section.strings("packages", DEFAULT_PACKAGES, _check_package),
         time_servers=section.strings("time_servers", (), check_address),
         kubernetes_networking=section.value("kubernetes_networking", bool, True),
+        pi_cmdline_flags=section.strings("pi_cmdline_flags", (), _check_cmdline_flag),
     )
     section.finish()
     return prepare

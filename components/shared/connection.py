@@ -3,13 +3,25 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_command as command
 
+from components.shared.scripts import remote_invocation
+
 # pulumi-command retries a failed dial with a backoff capped at 5 s, so this many dials cover ~5 s each.
 SECONDS_PER_DIAL = 5
+
+
+def sudo_refused_hint(user: str) -> str:
+    """What to do when `sudo -n` asks `user` for a password (current Raspberry Pi OS images may)."""
+    dropin = f"/etc/sudoers.d/010_{user}-nopasswd"
+    return (f"error: {user} cannot run sudo without a password here, and every step runs through `sudo -n`. "
+            f"Allow it once, on the host: echo '{user} ALL=(ALL) NOPASSWD: ALL' | sudo tee {dropin} && "
+            f"sudo chmod 0440 {dropin} && sudo visudo -cf {dropin} (then `sudo -n true` succeeds), "
+            "or log in as root (ssh.user / nodes[].user).")
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,15 @@ class SshConnection:
     def become(self) -> bool:
         """Steps need root: a non-root login runs them through `sudo -n`."""
         return self.user != "root"
+
+    def command_line(self, script: str) -> str:
+        """The command line that runs `script` as root: directly for root, else through `sudo -n`, first
+        checking that sudo does not ask for a password (it would fail with only "a password is required")."""
+        invocation = remote_invocation(script, self.become)
+        if not self.become:
+            return invocation
+        refused = f"printf '%s\\n' {shlex.quote(sudo_refused_hint(self.user))} >&2"
+        return f"if ! sudo -n true 2>/dev/null; then {refused}; exit 1; fi; {invocation}"
 
     def args(self, dial_error_limit: int | None = None) -> command.remote.ConnectionArgs:
         proxy = None

@@ -8,7 +8,7 @@ from typing import Any
 from components.shared.kubernetes import check_cpu, check_memory, check_storage
 from components.shared.validation import Problems, Section, check_dns_label, check_port, check_positive, one_of
 from components.store.cassandra import CassandraArgs
-from components.store.pithos import SERVICE_TYPES, PithosArgs
+from components.store.pithos import DEFAULT_PLATFORMS, PITHOS_VERSION, SERVICE_TYPES, PithosArgs, PithosBuild
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,27 @@ def _report(path: str, found: list[tuple[str, str]], problems: Problems) -> None
         problems.add(f"{path}.{name}", message)
 
 
+def _ordinals(section: Section, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = section.value(name, list, list(default))
+    if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in raw):
+        section.problems.add(section.key(name), f"must be a list of pod ordinals (0, 1, ...), got {raw!r}")
+        return default
+    return tuple(raw)
+
+
 def _parse_cassandra(raw: Any, namespace: str, problems: Problems) -> tuple[CassandraArgs, int]:
     section = Section(raw, "store.cassandra", problems)
     base = CassandraArgs()
     replicas = section.value("replicas", int, base.replicas, check_positive)
+    if section.has("seed_count"):
+        section.raw("seed_count")
+        problems.add("store.cassandra.seed_count",
+                     "replaced by store.cassandra.seeds, a record of pod ordinals that never follows replicas: "
+                     "seed_count: N was seeds: [0, ..., N-1]; without seed_count a 3-pod ring had seeds: [0, 1]")
     args = CassandraArgs(
         namespace=namespace,
         replicas=replicas,
-        seed_count=section.value("seed_count", int, None, check_positive),
+        seeds=_ordinals(section, "seeds", base.seeds),
         cluster_name=section.value("cluster_name", str, base.cluster_name, check_dns_label),
         datacenter=section.value("datacenter", str, base.datacenter, check_dns_label),
         rack=section.value("rack", str, base.rack, check_dns_label),
@@ -47,11 +60,9 @@ def _parse_cassandra(raw: Any, namespace: str, problems: Problems) -> tuple[Cass
         storage_class=section.value("storage_class", str, None, check_dns_label),
         anti_affinity=section.value("anti_affinity", bool, base.anti_affinity),
         drain_timeout=section.value("drain_timeout", int, base.drain_timeout, check_positive),
-        decommissioned=tuple(section.value("decommissioned", list, [])),
+        startup_timeout=section.value("startup_timeout", int, base.startup_timeout, check_positive),
+        decommissioned=_ordinals(section, "decommissioned", ()),
     )
-    if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in args.decommissioned):
-        problems.add("store.cassandra.decommissioned", "must be a list of pod ordinals (0, 1, ...)")
-        args = CassandraArgs(**{**vars(args), "decommissioned": ()})
     replication = section.value("replication_factor", int, min(3, replicas), check_positive)
     if replication > replicas:
         problems.add("store.cassandra.replication_factor",
@@ -61,7 +72,25 @@ def _parse_cassandra(raw: Any, namespace: str, problems: Problems) -> tuple[Cass
     return args, replication
 
 
-def _parse_pithos(raw: Any, cassandra: CassandraArgs, replication: int, problems: Problems) -> PithosArgs:
+def _parse_build(raw: Any, registry_password: str | None, problems: Problems) -> PithosBuild | None:
+    if raw is None:
+        return None
+    section = Section(raw, "store.pithos.build", problems)
+    build = PithosBuild(
+        registry=section.required("registry", str, "registry.invalid"),
+        repository=section.value("repository", str, "pithos"),
+        tag=section.value("tag", str, PITHOS_VERSION),
+        platforms=section.strings("platforms", DEFAULT_PLATFORMS),
+        builder=section.value("builder", str, None),
+        username=section.value("username", str, None),
+        password=registry_password,
+    )
+    section.finish()
+    return build
+
+
+def _parse_pithos(raw: Any, cassandra: CassandraArgs, replication: int, registry_password: str | None,
+                  problems: Problems) -> PithosArgs:
     section = Section(raw, "store.pithos", problems)
     base = PithosArgs(namespace=cassandra.namespace)
     args = PithosArgs(
@@ -69,7 +98,8 @@ def _parse_pithos(raw: Any, cassandra: CassandraArgs, replication: int, problems
         datacenter=cassandra.datacenter,
         replication_factor=replication,
         cassandra_image=cassandra.image,
-        image=section.value("image", str, base.image),
+        image=section.value("image", str, None),
+        build=_parse_build(section.raw("build"), registry_password, problems),
         jar_path=section.value("jar_path", str, base.jar_path),
         replicas=section.value("replicas", int, base.replicas),
         service_type=section.value("service_type", str, base.service_type, one_of(SERVICE_TYPES)),
@@ -84,14 +114,15 @@ def _parse_pithos(raw: Any, cassandra: CassandraArgs, replication: int, problems
         schema_wait_seconds=section.value("schema_wait_seconds", int, base.schema_wait_seconds, check_positive),
     )
     section.finish()
-    reported = {"service_type", "cpu_request", "cpu_limit", "memory"}  # already checked above
-    _report("store.pithos", [(n, m) for n, m in args.problems() if n not in reported], problems)
+    # Values the section refused were replaced by defaults, so these problems are new ones.
+    _report("store.pithos", args.problems(), problems)
     return args
 
 
 def parse_store_config(raw: Any, kubeconfig: str | None, kubeconfig_given: bool,
-                       problems: Problems) -> StoreConfig | None:
-    """The `store` section; `kubeconfig` is the secret config value (None when absent or refused)."""
+                       problems: Problems, registry_password: str | None = None) -> StoreConfig | None:
+    """The `store` section; `kubeconfig` and `registry_password` are secret config values (None when absent
+    or refused)."""
     if raw is None:
         return None
     section = Section(raw, "store", problems)
@@ -99,7 +130,7 @@ def parse_store_config(raw: Any, kubeconfig: str | None, kubeconfig_given: bool,
     context = section.value("context", str, None)
     render_directory = section.value("render_directory", str, None)
     cassandra, replication = _parse_cassandra(section.raw("cassandra"), namespace, problems)
-    pithos = _parse_pithos(section.raw("pithos"), cassandra, replication, problems)
+    pithos = _parse_pithos(section.raw("pithos"), cassandra, replication, registry_password, problems)
     section.finish()
     if kubeconfig is None and render_directory is None and not kubeconfig_given:
         problems.add("kubeconfig", "the store needs a cluster: `pulumi config set --secret kubeconfig < FILE` "

@@ -1,8 +1,12 @@
 """Pithos, an S3-compatible object store kept in Cassandra, in front of a `CassandraCluster`.
 
 Its whole configuration (keystore with generated keys, bucket/meta/blob stores on the Cassandra Service) is
-rendered from typed settings into a Kubernetes Secret. A Job installs the schema once, a Deployment serves
-S3 (AWS signature version 2, path-style), and the outputs carry ready-to-use client settings as secrets.
+rendered from typed settings into a Kubernetes Secret. A Job installs the schema (every statement with
+`IF NOT EXISTS`, so it may run again at any point), a Deployment serves S3 (AWS signature version 2,
+path-style), and the outputs carry ready-to-use client settings as secrets.
+
+Upstream never published a release image of Pithos 0.7.5: `docker/Dockerfile` beside this module builds one
+(multi-arch), either by hand or by the stack itself (`build`, with pulumi-docker-build).
 """
 
 from __future__ import annotations
@@ -12,30 +16,109 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from string import Template
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pulumi
+import pulumi_docker_build as docker_build
 import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 
-from components.shared.kubernetes import check_cpu, check_memory, container_security, labels, resources
+from components.shared.kubernetes import (
+    MEBIBYTE,
+    check_cpu,
+    check_memory,
+    container_security,
+    labels,
+    quantity,
+    resources,
+)
 from components.shared.scripts import ShellValue, render_script, template
 from components.store.cassandra import CASSANDRA_IMAGE, CASSANDRA_UID, CQL_PORT
+from components.store.schema import expected_columns, expected_indexes, schema_statements
 
-# Pithos publishes no multi-arch image: the default is an amd64 build; Pis need an image you build
-# (see the README's object store section).
-PITHOS_IMAGE = "exoscale/pithos:0.7.5"
-PITHOS_JAR = "/pithos-standalone.jar"
+# Where components/store/docker/Dockerfile puts the uberjar (`lein uberjar` of Pithos 0.7.5 writes
+# target/pithos-0.7.5-standalone.jar; its Main-Class is io.pithos, `:main` in project.clj).
+PITHOS_JAR = "/opt/pithos/pithos.jar"
+PITHOS_VERSION = "0.7.5"
 PITHOS_UID = 10001
 PITHOS_PORT = 8080
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
 MASTER_TENANT = "operator"
-REQUIRED_TABLES = ("bucket", "inode_blocks", "block")  # bucketstore's first and blobstore's last tables
 CONFIG_DIR = "/etc/pithos"
+# The build context, relative to the project root (the program's working directory under `pulumi up`):
+# relative, so the image's inputs do not depend on where the checkout lives.
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER_CONTEXT = Path(__file__).resolve().parent.relative_to(ROOT) / "docker"
+DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/ppc64le", "linux/s390x")  # eclipse-temurin:11-jre's
 _KEYSPACE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
+_REPOSITORY = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+# Blob storage layout (io.pithos.blob in 0.7.5): an object is a list of blocks, each block one partition of
+# the `block` table, holding chunks of at most `max-chunk` bytes (one row each); a new block starts once a
+# block spans max-chunk x max-block-chunks bytes (`boundary?`), so a partition can reach that size plus one
+# chunk. Reads load a block's chunks (up to 8192 rows) in one query into the heap. Pithos's defaults
+# (512k x 2048) make 1 GiB partitions; 512k x 32 keeps them at 16 MiB (at most 16.5 MiB).
+MAX_CHUNK = "512k"
+MAX_BLOCK_CHUNKS = 32
+
+# JVM memory of the Pithos container, from its limit: the heap gets 60 %, Netty's direct buffers 10 % (the
+# Cassandra driver's I/O), and the rest covers metaspace, code cache and thread stacks. Explicit sizes work
+# on any JRE, whether or not it reads cgroup v2 limits (JDK 11 does from 11.0.16).
+HEAP_PERCENT = 60
+DIRECT_PERCENT = 10
+MIN_MEMORY_MIB = 512
+
+# Time budgets, in seconds. A Pithos pod may take this long to start (a JVM on a Pi): its startupProbe.
+PITHOS_START_SECONDS = 300
+_ROLLOUT_MARGIN_SECONDS = 120  # image pull and scheduling
+# The schema job: cqlsh's request timeout, the CQL calls it makes besides the DDL statements (three waits,
+# keyspace create/read/alter, two reads to verify), and time to schedule the pod and pull the image.
+CQL_REQUEST_TIMEOUT = 60
+CQL_CONNECT_SECONDS = 10
+SCHEMA_EXTRA_CALLS = 8
+SCHEMA_POD_START_SECONDS = 300
+
+
+def pithos_bytes(text: str) -> int:
+    """Bytes of a Pithos size such as `512k` (io.pithos.util/to-bytes: k, m, g, t, p are powers of 1024)."""
+    match = re.fullmatch(r"([0-9]+)(([kKmMgGtTpP])[bB]?)?", text)
+    if match is None:
+        raise ValueError(f"not a Pithos byte amount: {text!r}")
+    factor = 1024 ** ("kmgtp".index(match[3].lower()) + 1) if match[3] else 1
+    return int(match[1]) * factor
+
+
+def block_partition_bytes(max_chunk: str = MAX_CHUNK, max_block_chunks: int = MAX_BLOCK_CHUNKS) -> int:
+    """The largest partition of the `block` table: a block is closed once it spans max-chunk x
+    max-block-chunks bytes, so its last chunk may start one byte before that."""
+    chunk = pithos_bytes(max_chunk)
+    return chunk * max_block_chunks - 1 + chunk
+
+
+def jvm_options(memory_limit: str) -> list[str]:
+    """The Pithos JVM's memory flags for a container memory limit (valid on JRE 8u92+ and 11)."""
+    limit_mib = int(quantity(memory_limit) // MEBIBYTE)
+    return [f"-Xmx{limit_mib * HEAP_PERCENT // 100}m", f"-XX:MaxDirectMemorySize={limit_mib * DIRECT_PERCENT // 100}m",
+            "-XX:+ExitOnOutOfMemoryError"]
+
+
+def schema_job_deadline(wait_seconds: int) -> int:
+    """Seconds the schema job may run (`activeDeadlineSeconds`): waiting for CQL, every statement at its
+    timeout, and starting the pod."""
+    calls = len(schema_statements("k")) + SCHEMA_EXTRA_CALLS
+    return wait_seconds + calls * (CQL_REQUEST_TIMEOUT + CQL_CONNECT_SECONDS) + SCHEMA_POD_START_SECONDS
+
+
+def deployment_timeout_seconds(replicas: int) -> int:
+    """How long `pulumi up` waits for a Pithos rollout: one new pod at a time (maxSurge 1), each started."""
+    return replicas * (PITHOS_START_SECONDS + _ROLLOUT_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -57,6 +140,8 @@ class PithosSettings:
     datacenter: str
     replication_factor: int
     port: int = PITHOS_PORT
+    max_chunk: str = MAX_CHUNK
+    max_block_chunks: int = MAX_BLOCK_CHUNKS
 
     @property
     def replication(self) -> dict[str, Any]:
@@ -83,7 +168,9 @@ def render_pithos_config(settings: PithosSettings, keys: Sequence[AccessKey]) ->
     return Template(template("store/pithos.yaml")).substitute(
         port=settings.port, service_uri=_scalar(settings.service_uri), region=_scalar(settings.region),
         keys=rendered_keys.rstrip("\n"), cassandra=_scalar(settings.cassandra_host),
-        keyspace=_scalar(settings.keyspace), hints=_scalar({"replication": settings.replication}))
+        keyspace=_scalar(settings.keyspace), hints=_scalar({"replication": settings.replication}),
+        max_chunk=_scalar(settings.max_chunk), max_block_chunks=settings.max_block_chunks,
+        block_mib=pithos_bytes(settings.max_chunk) * settings.max_block_chunks // MEBIBYTE)
 
 
 def endpoint_parts(endpoint: str) -> tuple[str, bool]:
@@ -113,19 +200,65 @@ def boto3_settings(endpoint: str, region: str, key: AccessKey) -> dict[str, Any]
     }
 
 
-def render_schema_script(step: str, settings: PithosSettings, wait_seconds: int, stamp: str) -> str:
-    """The bash steps of the schema job that run in the Cassandra image (`prepare` and `verify`)."""
+SCHEMA_STEPS = ("prepare", "tables", "verify")
+
+
+def render_schema_script(step: str, settings: PithosSettings, wait_seconds: int) -> str:
+    """One bash step of the schema job, run by cqlsh of the Cassandra image: `prepare` (keyspace and its
+    replication), `tables` (Pithos's tables and indexes) or `verify`."""
     params: dict[str, ShellValue] = {
         "CASSANDRA_HOST": settings.cassandra_host,
         "CQL_PORT": CQL_PORT,
+        "REQUEST_TIMEOUT": CQL_REQUEST_TIMEOUT,
         "KEYSPACE": settings.keyspace,
-        "REQUIRED_TABLES": REQUIRED_TABLES,
         "WAIT_SECONDS": wait_seconds,
     }
     if step == "prepare":
         params.update({"DATACENTER": settings.datacenter, "REPLICATION_FACTOR": settings.replication_factor,
-                       "REPLICATION": settings.replication_cql, "STAMP": stamp})
+                       "REPLICATION": settings.replication_cql})
+    elif step == "tables":
+        params.update({"PITHOS_VERSION": PITHOS_VERSION, "STATEMENTS": schema_statements(settings.keyspace)})
+    elif step == "verify":
+        params.update({"EXPECTED_COLUMNS": expected_columns(), "EXPECTED_INDEXES": expected_indexes()})
+    else:
+        raise ValueError(f"step: one of {', '.join(SCHEMA_STEPS)}, got {step!r}")
     return render_script(["store/cql.sh", f"store/schema-{step}.sh"], params)
+
+
+@dataclass(frozen=True)
+class PithosBuild:
+    """Build the image from `docker/Dockerfile` and push it to `registry` (pulumi-docker-build)."""
+
+    registry: str  # host[:port][/path], e.g. registry.lan:5000
+    repository: str = "pithos"
+    tag: str = PITHOS_VERSION
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
+    builder: str | None = None  # a buildx builder (multi-platform needs the docker-container driver)
+    username: str | None = None
+    password: str | None = None  # plain text here (secret config `registry_password`); wrapped before use
+
+    @property
+    def image_name(self) -> str:
+        return f"{self.registry}/{self.repository}:{self.tag}"
+
+    def problems(self) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        if not _REGISTRY.match(self.registry):
+            found.append(("build.registry", f"must be a registry host[:port][/path], got {self.registry!r}"))
+        if not _REPOSITORY.match(self.repository):
+            found.append(("build.repository", f"must be a lowercase repository path, got {self.repository!r}"))
+        if not _TAG.match(self.tag) or self.tag == "latest":
+            found.append(("build.tag", f"must be a tag other than latest, got {self.tag!r}"))
+        if not self.platforms:
+            found.append(("build.platforms", "must name at least one platform"))
+        for index, platform in enumerate(self.platforms):
+            if platform not in PLATFORMS:
+                found.append((f"build.platforms[{index}]", f"must be one of {', '.join(PLATFORMS)} (the runtime "
+                              f"image's platforms), got {platform!r}"))
+        if (self.username is None) != (self.password is None):
+            found.append(("build.username", "registry credentials need both build.username and the secret "
+                          "`registry_password` (or neither: then `docker login` credentials are used)"))
+        return found
 
 
 @dataclass(frozen=True)
@@ -135,7 +268,8 @@ class PithosArgs:
     datacenter: str = "dc1"
     replication_factor: int = 3  # the keyspace's replicas in `datacenter`
     cassandra_client_label: tuple[str, str] = ("cookbook.dev/cql-client", "true")
-    image: str = PITHOS_IMAGE
+    image: str | None = None  # an image built from docker/Dockerfile (or compatible); or `build`
+    build: PithosBuild | None = None
     jar_path: str = PITHOS_JAR
     cassandra_image: str = CASSANDRA_IMAGE  # runs cqlsh in the schema job
     replicas: int = 2
@@ -155,6 +289,11 @@ class PithosArgs:
         found: list[tuple[str, str]] = []
         if self.replicas < 2:
             found.append(("replicas", f"must be at least 2 (one may be down during a rollout), got {self.replicas}"))
+        if (self.image is None) == (self.build is None):
+            found.append(("image", "set exactly one of image (an image built from components/store/docker, "
+                          "README: 'Supported versions and images') and build (the stack builds and pushes it)"))
+        if self.build is not None:
+            found.extend(self.build.problems())
         if self.replication_factor < 1:
             found.append(("replication_factor", f"must be at least 1, got {self.replication_factor}"))
         if self.service_type not in SERVICE_TYPES:
@@ -175,6 +314,8 @@ class PithosArgs:
         for field_name, check in (("cpu_request", check_cpu), ("cpu_limit", check_cpu), ("memory", check_memory)):
             if (error := check(getattr(self, field_name))) is not None:
                 found.append((field_name, error))
+        if check_memory(self.memory) is None and quantity(self.memory) < MIN_MEMORY_MIB * MEBIBYTE:
+            found.append(("memory", f"Pithos's JVM needs at least {MIN_MEMORY_MIB}Mi, got {self.memory!r}"))
         return found
 
 
@@ -189,6 +330,7 @@ class ObjectStore(pulumi.ComponentResource):
     tenant_keys: pulumi.Output[dict[str, dict[str, str]]]
     s3cfg: pulumi.Output[str]
     boto3: pulumi.Output[dict[str, Any]]
+    image: pulumi.Output[str]
 
     def __init__(self, name: str, args: PithosArgs, opts: pulumi.ResourceOptions | None = None):
         if not args.cassandra_host:
@@ -229,25 +371,33 @@ class ObjectStore(pulumi.ComponentResource):
         config_volume = {"name": "config", "secret": {"secret_name": f"{name}-config", "default_mode": 0o440}}
         config_mount = {"name": "config", "mount_path": CONFIG_DIR, "read_only": True}
 
+        job_timeout = f"{schema_job_deadline(args.schema_wait_seconds) + _ROLLOUT_MARGIN_SECONDS}s"
         schema = kubernetes.batch.v1.Job(
             f"{name}-schema",
             metadata={**metadata, "name": f"{name}-schema"},
-            spec=self._schema_job_spec(args, settings, {**pod_labels, "app.kubernetes.io/component": "schema"},
-                                       config_volume, config_mount),
-            # The pod template is immutable: a changed job is recreated under the same name (and re-run:
-            # every step is idempotent). It mounts the config Secret, so that exists first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret], delete_before_replace=True))
+            spec=self._schema_job_spec(args, settings, {**pod_labels, "app.kubernetes.io/component": "schema"}),
+            # The pod template is immutable: a changed job is recreated under the same name and runs again
+            # (every statement is idempotent). Pulumi waits for it a little longer than the job may run.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True,
+                                        custom_timeouts=pulumi.CustomTimeouts(create=job_timeout,
+                                                                              update=job_timeout)))
+
+        self.image = self._image(name, args)
 
         # A one-way digest of 238-bit random secrets reveals nothing, so it may stay readable: a secret here
         # would hide the whole Deployment spec from previews and policies.
         config_hash = pulumi.Output.unsecret(
             config_text.apply(lambda text: hashlib.sha256(text.encode()).hexdigest()))
+        rollout_timeout = f"{deployment_timeout_seconds(args.replicas)}s"
         kubernetes.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=metadata,
-            spec=self._deployment_spec(args, selector, pod_labels, config_hash, config_volume, config_mount),
-            # Pithos serves only once its keyspace and tables exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[schema]))
+            spec=self._deployment_spec(args, self.image, selector, pod_labels, config_hash, config_volume,
+                                       config_mount),
+            # Pithos serves only once its keyspace and tables exist; it mounts the config Secret.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[schema, secret],
+                                        custom_timeouts=pulumi.CustomTimeouts(create=rollout_timeout,
+                                                                              update=rollout_timeout)))
 
         kubernetes.policy.v1.PodDisruptionBudget(
             f"{name}-pdb", metadata=metadata,
@@ -262,6 +412,7 @@ class ObjectStore(pulumi.ComponentResource):
 
         self.register_outputs({
             "endpoint": self.endpoint,
+            "image": self.image,
             "region": self.region,
             "access_key": self.access_key,
             "secret_key": self.secret_key,
@@ -279,13 +430,41 @@ class ObjectStore(pulumi.ComponentResource):
         return pulumi.Output.all(access.result, secret.result).apply(
             lambda values: AccessKey(tenant, values[0], values[1], master))
 
-    def _deployment_spec(self, args: PithosArgs, selector: Mapping[str, str], pod_labels: Mapping[str, str],
-                         config_hash: pulumi.Output[str], config_volume: Mapping[str, Any],
-                         config_mount: Mapping[str, Any]) -> Any:
+    def _image(self, name: str, args: PithosArgs) -> pulumi.Output[str]:
+        """The image reference the Deployment runs: the given one, or the pushed build's tag@digest."""
+        if args.build is None:
+            return pulumi.Output.from_input(args.image or "")
+        build = args.build
+        registries = None
+        if build.username is not None and build.password is not None:
+            registries = [docker_build.RegistryArgs(address=build.registry.split("/")[0], username=build.username,
+                                                    password=pulumi.Output.secret(build.password))]
+        image = docker_build.Image(
+            f"{name}-image",
+            tags=[build.image_name],
+            platforms=[docker_build.Platform(platform) for platform in build.platforms],
+            push=True,
+            context=docker_build.BuildContextArgs(location=str(DOCKER_CONTEXT)),
+            dockerfile=docker_build.DockerfileArgs(location=str(DOCKER_CONTEXT / "Dockerfile")),
+            build_args={"PITHOS_JAR": args.jar_path},
+            builder=None if build.builder is None else docker_build.BuilderConfigArgs(name=build.builder),
+            registries=registries,
+            # A preview must not spend minutes compiling Pithos; the Dockerfile is still checked.
+            build_on_preview=False,
+            opts=pulumi.ResourceOptions(parent=self))
+        # `ref` is the pushed tag with the build's digest: a rebuild rolls the pods, an unchanged one does not.
+        return image.ref
+
+    def _deployment_spec(self, args: PithosArgs, image: pulumi.Output[str], selector: Mapping[str, str],
+                         pod_labels: Mapping[str, str], config_hash: pulumi.Output[str],
+                         config_volume: Mapping[str, Any], config_mount: Mapping[str, Any]) -> Any:
         return {
             "replicas": args.replicas,
             "selector": {"match_labels": selector},
+            # One pod more, never one fewer: a rollout keeps every replica serving (the PDB allows one down
+            # for drains). A rollout stalls after this long without a new pod becoming ready.
             "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
+            "progress_deadline_seconds": PITHOS_START_SECONDS + _ROLLOUT_MARGIN_SECONDS,
             "template": {
                 # A config change (a new tenant, say) rolls the pods.
                 "metadata": {"labels": pod_labels, "annotations": {"cookbook.dev/config-sha256": config_hash}},
@@ -297,18 +476,20 @@ class ObjectStore(pulumi.ComponentResource):
                                                              "topology_key": "kubernetes.io/hostname"}}]}},
                     "containers": [{
                         "name": "pithos",
-                        "image": args.image,
+                        "image": image,
                         "image_pull_policy": "IfNotPresent",
-                        # The JVM sizes its heap from the container's memory limit.
-                        "command": ["java", "-XX:MaxRAMPercentage=70", "-jar", args.jar_path,
+                        "command": ["java", *jvm_options(args.memory), "-jar", args.jar_path,
                                     "-f", f"{CONFIG_DIR}/pithos.yaml", "-a", "api-run"],
                         "ports": [{"name": "http", "container_port": PITHOS_PORT}],
                         "resources": resources(args.cpu_request, args.cpu_limit, args.memory),
                         "security_context": container_security(PITHOS_UID, read_only_root=True),
-                        "readiness_probe": {"tcp_socket": {"port": PITHOS_PORT}, "initial_delay_seconds": 10,
-                                            "period_seconds": 10, "failure_threshold": 3},
-                        "liveness_probe": {"tcp_socket": {"port": PITHOS_PORT}, "initial_delay_seconds": 60,
-                                           "period_seconds": 20, "failure_threshold": 6},
+                        # Jetty listens once the stores are connected; a slow JVM start is not killed.
+                        "startup_probe": {"tcp_socket": {"port": PITHOS_PORT}, "period_seconds": 10,
+                                          "failure_threshold": PITHOS_START_SECONDS // 10},
+                        "readiness_probe": {"tcp_socket": {"port": PITHOS_PORT}, "period_seconds": 10,
+                                            "failure_threshold": 3},
+                        "liveness_probe": {"tcp_socket": {"port": PITHOS_PORT}, "period_seconds": 20,
+                                           "failure_threshold": 6},
                         "volume_mounts": [config_mount, {"name": "tmp", "mount_path": "/tmp"}],
                     }],
                     "volumes": [config_volume, {"name": "tmp", "empty_dir": {}}],
@@ -320,44 +501,35 @@ class ObjectStore(pulumi.ComponentResource):
     def _pod_security() -> dict[str, Any]:
         return {"run_as_non_root": True, "fs_group": PITHOS_UID, "seccomp_profile": {"type": "RuntimeDefault"}}
 
-    def _schema_job_spec(self, args: PithosArgs, settings: PithosSettings, pod_labels: Mapping[str, str],
-                         config_volume: Mapping[str, Any], config_mount: Mapping[str, Any]) -> Any:
-        stamp = "/work/schema-present"
+    def _schema_job_spec(self, args: PithosArgs, settings: PithosSettings,
+                         pod_labels: Mapping[str, str]) -> Any:
         work_mount = {"name": "work", "mount_path": "/work"}
-        cqlsh_env = [{"name": "HOME", "value": "/work"}]  # cqlsh keeps its history there
 
         def cqlsh_step(step: str) -> dict[str, Any]:
             return {
                 "name": f"schema-{step}",
                 "image": args.cassandra_image,
-                "command": ["bash", "-c", render_schema_script(step, settings, args.schema_wait_seconds, stamp)],
-                "env": cqlsh_env,
+                "command": ["bash", "-c", render_schema_script(step, settings, args.schema_wait_seconds)],
+                "env": [{"name": "HOME", "value": "/work"}],  # cqlsh keeps its history there
                 "resources": resources("100m", "500m", "256Mi"),
                 "security_context": container_security(CASSANDRA_UID),
                 "volume_mounts": [work_mount],
             }
 
-        install = {
-            "name": "schema-install",
-            "image": args.image,
-            "command": ["sh", "-c", template("store/schema-install.sh")],
-            "env": [{"name": "STAMP", "value": stamp}, {"name": "PITHOS_JAR", "value": args.jar_path}],
-            "resources": resources("100m", "1", "512Mi"),
-            "security_context": container_security(PITHOS_UID, read_only_root=True),
-            "volume_mounts": [work_mount, dict(config_mount), {"name": "tmp", "mount_path": "/tmp"}],
-        }
+        *first, last = SCHEMA_STEPS
         return {
             "backoff_limit": 6,
+            # The job gives up before Pulumi stops waiting for it, so a failure shows the job's own reason.
+            "active_deadline_seconds": schema_job_deadline(args.schema_wait_seconds),
             "template": {
                 "metadata": {"labels": dict(pod_labels)},
                 "spec": {
                     "restart_policy": "Never",
                     "security_context": self._pod_security(),
                     "enable_service_links": False,
-                    "init_containers": [cqlsh_step("prepare"), install],
-                    "containers": [cqlsh_step("verify")],
-                    "volumes": [dict(config_volume), {"name": "work", "empty_dir": {}},
-                                {"name": "tmp", "empty_dir": {}}],
+                    "init_containers": [cqlsh_step(step) for step in first],
+                    "containers": [cqlsh_step(last)],
+                    "volumes": [{"name": "work", "empty_dir": {}}],
                 },
             },
         }

@@ -18,6 +18,9 @@ contexts: [{name: fake, context: {cluster: fake, user: fake}}]
 current-context: fake
 """
 FAKE_SECRETS: dict[str, Any] = {"ssh_private_key": FAKE_PRIVATE_KEY, "kubeconfig": FAKE_KUBECONFIG}
+# Cloud API credentials for stacks with a cloud section (the cloud providers read them from config).
+FAKE_SECRETS |= {"cloud_api_key": "FAKE-KEY-FOR-TESTS-ONLY-api-key",
+                 "cloud_api_secret": "FAKE-KEY-FOR-TESTS-ONLY-secret"}
 
 
 def evaluate_stack(stack: str, extra: dict[str, Any] | None = None,

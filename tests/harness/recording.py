@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import string
@@ -18,8 +19,38 @@ FAKE_FACTS = {
     "architecture": "arm64", "os_id": "debian", "os_version_id": "12",
     "os_pretty_name": "Debian GNU/Linux 12 (bookworm)", "is_pi": True, "model": "Raspberry Pi 4 Model B",
     "memory_cgroup": True, "cgroup_version": 2, "kernel": "6.6.51+rpt-rpi-v8", "missing_kernel_modules": [],
-    "boot_id": "00000000-0000-0000-0000-000000000000", "reboot_scheduled": False,
+    "wireguard": True, "usr_read_only": False, "boot_id": "00000000-0000-0000-0000-000000000000",
+    "reboot_scheduled": False,
 }
+
+# amd64 servers, not Pis: the nodes of stacks/Pulumi.mesos.yaml (Mesos refuses any other architecture). Their
+# prepare steps report these facts; every other host reports FAKE_FACTS.
+AMD64_ADDRESSES = frozenset({"192.168.20.11", "192.168.20.12", "192.168.20.13", "192.168.20.21", "192.168.20.22"})
+FAKE_AMD64_FACTS = {**FAKE_FACTS, "architecture": "amd64", "is_pi": False, "model": "", "kernel": "6.1.0-28-amd64"}
+
+# What a k3s server writes to /etc/rancher/k3s/k3s.yaml (shape of k3s v1.34), for steps that print it after
+# KUBECONFIG_MARKER (base64); its key carries the fake-secret marker the secrecy tests look for.
+KUBECONFIG_MARKER = "COOKBOOK_KUBECONFIG="
+FAKE_K3S_KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: RkFLRS1DQQ==
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: RkFLRS1DRVJU
+    client-key-data: FAKE-KEY-FOR-TESTS-ONLY
+"""
 
 
 @dataclass(frozen=True)
@@ -70,11 +101,22 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return (f"{args.name}-id" if registration.custom else None), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+        return {}, []  # no failures (Pulumi's mock monitor iterates this list)
 
     def fake_outputs(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ.startswith("command:"):
-            return {"stdout": f"COOKBOOK_FACTS={json.dumps(FAKE_FACTS)}", "stderr": ""}
+            connection = unwrap_secrets(inputs.get("connection")) or {}
+            facts = FAKE_AMD64_FACTS if connection.get("host") in AMD64_ADDRESSES else FAKE_FACTS
+            stdout = f"COOKBOOK_FACTS={json.dumps(facts)}"
+            if KUBECONFIG_MARKER in str(unwrap_secrets(inputs.get("create"))):  # a step printing k3s's kubeconfig
+                stdout += f"\n{KUBECONFIG_MARKER}{base64.b64encode(FAKE_K3S_KUBECONFIG.encode()).decode()}"
+            return {"stdout": stdout, "stderr": ""}
+        if typ == "docker-build:index:Image" and inputs.get("push"):
+            # `ref` after a push: "a single fully-qualified tag including the build's digest" (the resource's
+            # documented output); the digest here is derived from the inputs.
+            plain = unwrap_secrets(inputs)
+            digest = hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+            return {"ref": f"{plain['tags'][0]}@sha256:{digest}"}
         return {}
 
     def of_type(self, typ: str) -> list[Recorded]:

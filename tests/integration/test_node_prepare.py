@@ -1,8 +1,10 @@
 """The real program prepares real hosts: pi-home-shaped config, commands executed over SSH.
 
-Hosts t1..t3 boot with their own hostnames; the program renames them. t1 and t3 play Raspberry Pis, t1 with
-the Bookworm layout (`/boot/firmware/cmdline.txt`), t3 with the older one (`/boot/cmdline.txt`): each kernel
-command line changes once and each Pi reboots once.
+Hosts t1..t3 boot with their own hostnames; the program renames them. t1 and t3 play Raspberry Pis
+(tests/integration/node_pis.py: a test-only stand-in of the Pi firmware builds /proc/cmdline from cmdline.txt
+at each boot), t1 with the Bookworm layout (`/boot/firmware/cmdline.txt`) and trixie's rpi-swap config, t3
+with the older one (`/boot/cmdline.txt`): each kernel command line changes once and each Pi reboots once.
+The serial reboots of quorum hosts under etcd are in test_node_reboots.py.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from tests.harness.executing import ExecutingMocks, StackState
 from tests.harness.program import run_program
 from tests.infra.hosts import HostFleet
 from tests.integration.conftest import boot_fleet
+from tests.integration.node_pis import PI_CMDLINE, boot_as_if_without, emulate_pi, running_cmdline
 
 pytestmark = pytest.mark.integration
 
 NAMES = {"t1": "pi-a", "t2": "node-b", "t3": "pi-c"}
 CMDLINE_FILES = {"t1": "/boot/firmware/cmdline.txt", "t3": "/boot/cmdline.txt"}
-PI_CMDLINE = "console=serial0,115200 root=PARTUUID=1234-02 rootfstype=ext4 rootwait"
+CGROUP_FLAGS = ["cgroup_memory=1", "cgroup_enable=memory"]
+# What the rpi-swap package (Raspberry Pi OS trixie) ships as its main config.
+RPI_SWAP_CONF = "[Main]\nMechanism=auto\n"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +59,8 @@ def up(mocks: ExecutingMocks, config: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def first_run(fleet: HostFleet) -> dict[str, Any]:
     for host, path in CMDLINE_FILES.items():
-        fleet[host].run(f"mkdir -p {path.rsplit('/', 1)[0]} && echo '{PI_CMDLINE}' > {path}")
+        emulate_pi(fleet[host], path)
+    fleet["t1"].run("mkdir -p /etc/rpi && cat >/etc/rpi/swap.conf", input=RPI_SWAP_CONF)
     fleet["t2"].run("echo '/swapfile none swap sw 0 0' >> /etc/fstab")
     boot_before = {host: fleet[host].read_file("/proc/sys/kernel/random/boot_id") for host in CMDLINE_FILES}
     state = StackState()
@@ -86,11 +92,27 @@ def test_hosts_are_prepared(fleet: HostFleet, first_run: dict[str, Any]) -> None
 def test_pi_cmdline_gets_cgroup_flags_and_the_pi_rebooted_once(fleet: HostFleet, first_run: dict[str, Any],
                                                                 host: str) -> None:
     assert fleet[host].read_file(CMDLINE_FILES[host]).strip() == PI_CMDLINE + " cgroup_memory=1 cgroup_enable=memory"
+    assert fleet[host].read_file(CMDLINE_FILES[host] + ".cookbook-bak").strip() == PI_CMDLINE
+    directory = CMDLINE_FILES[host].rsplit("/", 1)[0]
+    assert fleet[host].run(f"ls -A {directory}").stdout.split() == ["cmdline.txt", "cmdline.txt.cookbook-bak"]
     assert fleet[host].read_file("/proc/sys/kernel/random/boot_id") != first_run["boot_before"][host]
     assert fleet[host].boot_count == 2
+    # The kernel now runs with the flags, its console as the firmware rewrote it.
+    assert set(CGROUP_FLAGS) | {"console=ttyAMA0,115200"} <= set(running_cmdline(fleet[host]))
     resources = first_run["state"].resources.values()
-    stdout = next(r.outputs["stdout"] for r in resources if r.name == f"{NAMES[host]}-await-boot")
-    assert "changed: host rebooted" in stdout
+    stdout = {r.name: r.outputs["stdout"] for r in resources}
+    assert "changed: reboot scheduled to apply the kernel command line (cgroup_memory=1 cgroup_enable=memory)" \
+        in stdout[f"{NAMES[host]}-reboot"]
+    assert "changed: host rebooted" in stdout[f"{NAMES[host]}-await-boot"]
+    assert "changed: reboot" not in stdout[f"{NAMES[host]}-prepare"]  # the prepare step never reboots
+
+
+def test_rpi_swap_is_told_to_set_up_no_swap(fleet: HostFleet, first_run: dict[str, Any]) -> None:
+    """Raspberry Pi OS trixie: a drop-in makes rpi-swap's generator create no zram and no swap file at boot;
+    the host without rpi-swap gets none."""
+    assert fleet["t1"].read_file("/etc/rpi/swap.conf.d/90-cluster-cookbook.conf").endswith("[Main]\nMechanism=none\n")
+    assert fleet["t1"].read_file("/etc/rpi/swap.conf") == RPI_SWAP_CONF  # the package's own file is left alone
+    assert fleet["t3"].run("test -e /etc/rpi", check=False).returncode == 1
 
 
 def test_facts_are_stack_outputs(fleet: HostFleet, first_run: dict[str, Any]) -> None:
@@ -101,12 +123,20 @@ def test_facts_are_stack_outputs(fleet: HostFleet, first_run: dict[str, Any]) ->
         assert facts["os"].startswith("Debian GNU/Linux 12")
         assert facts["is_pi"] is False  # a container has no device tree, whatever the config says
         assert isinstance(facts["memory_cgroup"], bool)
-        assert facts["address"] == fleet[next(h for h, n in NAMES.items() if n == name)].address
+        host = fleet[next(h for h, n in NAMES.items() if n == name)]
+        assert facts["address"] == host.address
+        assert facts["kernel"] == host.run("uname -r").stdout.strip()
+        assert facts["cgroup_version"] == (2 if host.run("test -f /sys/fs/cgroup/cgroup.controllers",
+                                                          check=False).returncode == 0 else 1)
+        assert facts["missing_kernel_modules"] == [
+            m for m in ("overlay", "br_netfilter") if host.run(f"test -d /sys/module/{m}", check=False).returncode]
+        assert (facts["model"], facts["usr_read_only"]) == ("", False)
+        assert isinstance(facts["wireguard"], bool)
 
 
 def test_few_ssh_sessions_per_host(fleet: HostFleet, first_run: dict[str, Any]) -> None:
     sessions = first_run["sessions"]
-    assert sessions[fleet["t1"].address] == sessions[fleet["t3"].address] == 2  # prepare, then the reboot wait
+    assert sessions[fleet["t1"].address] == sessions[fleet["t3"].address] == 3  # prepare, reboot, the wait
     assert sessions[fleet["t2"].address] == 1
 
 
@@ -122,7 +152,9 @@ def test_scripts_change_nothing_on_prepared_hosts(fleet: HostFleet, first_run: d
     state = StackState()
     up(ExecutingMocks(state), stack_config(fleet))
     for resource in state.resources.values():
-        if resource.type == "command:remote:Command":
+        if resource.type == "command:remote:Command" and resource.name.endswith("-await-boot"):
+            assert resource.inputs.get("create") is None and resource.outputs["stdout"] == ""  # nothing ran
+        elif resource.type == "command:remote:Command":
             changes = [line for line in resource.outputs["stdout"].splitlines() if line.startswith("changed:")]
             assert changes == [], (resource.name, changes)
             assert parse_facts(resource.outputs["stdout"])["reboot_scheduled"] is False
@@ -144,9 +176,12 @@ def test_unreachable_host_fails_naming_it_and_a_rerun_converges(fleet: HostFleet
     # The reachable hosts were updated.
     assert f"NTP={fleet.gateway}" in fleet["t2"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     rerun = ExecutingMocks(state)
+    boots = fleet["t3"].boot_count
     up(rerun, changed)
-    # Only pi-c is left to do: its prepare step, then its reboot wait (whose input is the new boot state).
-    assert rerun.operations == [("update", "pi-c-prepare"), ("update", "pi-c-await-boot")]
+    # Only pi-c is left to do: its prepare step; it finds no flag pending any more (the first run's did), so
+    # the reboot step checks once and reboots nothing, and the await step has nothing to run.
+    assert rerun.operations == [("update", "pi-c-prepare"), ("update", "pi-c-reboot"), ("update", "pi-c-await-boot")]
+    assert fleet["t3"].boot_count == boots
     assert f"NTP={fleet.gateway}" in fleet["t3"].read_file("/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf")
     print(json.dumps({"first_run_seconds": round(first_run["seconds"], 1)}))
 
@@ -169,3 +204,67 @@ def test_a_pinned_host_key_that_does_not_match_is_refused(fleet: HostFleet, firs
     with pytest.raises(Exception, match=r"pi-c-prepare.*host key mismatch"):
         up(ExecutingMocks(state), config)
     assert state.resources == {} or all(r.name != "pi-c-prepare" for r in state.resources.values())
+
+
+def test_a_flag_in_the_file_but_not_in_the_running_kernel_reboots(fleet: HostFleet,
+                                                                  first_run: dict[str, Any]) -> None:
+    """cmdline.txt has the flags but the kernel runs without them: what a run interrupted between writing the
+    file and rebooting leaves behind. The next run (here with the state lost, so every step runs) reboots that
+    Pi, because the reboot is decided from the host, and no other host."""
+    boots = {host: fleet[host].boot_count for host in NAMES}
+    boot_as_if_without(fleet["t3"], CGROUP_FLAGS)
+    state = StackState()
+    up(ExecutingMocks(state), stack_config(fleet))
+    assert {host: fleet[host].boot_count for host in NAMES} == {**boots, "t3": boots["t3"] + 1}
+    assert set(CGROUP_FLAGS) <= set(running_cmdline(fleet["t3"]))
+    stdout = {r.name: r.outputs["stdout"] for r in state.resources.values()}
+    assert "changed: host rebooted" in stdout["pi-c-await-boot"]
+    assert stdout["pi-a-await-boot"] == ""
+
+
+def test_a_sudo_that_asks_for_a_password_fails_with_how_to_allow_it(fleet: HostFleet,
+                                                                    first_run: dict[str, Any]) -> None:
+    """Like a Raspberry Pi OS image whose first user needs a password for sudo."""
+    host = fleet["t2"]
+    host.run("useradd --create-home --shell /bin/bash --password \"$(openssl passwd -6 secret)\" deploy && "
+             "install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh && "
+             "install -m 0600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/ && "
+             "echo 'deploy ALL=(ALL) ALL' >/etc/sudoers.d/010_deploy && chmod 0440 /etc/sudoers.d/010_deploy")
+    config = stack_config(fleet)
+    config["nodes"] = [{**config["nodes"][1], "name": "node-deploy", "user": "deploy"}]
+    with pytest.raises(Exception) as failure:
+        up(ExecutingMocks(StackState()), config)
+    message = str(failure.value)
+    assert "node-deploy-prepare" in message and host.address in message
+    assert "error: deploy cannot run sudo without a password here, and every step runs through `sudo -n`." in message
+    assert "echo 'deploy ALL=(ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/010_deploy-nopasswd" in message
+    assert host.read_file("/etc/hostname").strip() == "node-b"  # nothing ran
+    # The fix the message gives works.
+    host.run("echo 'deploy ALL=(ALL) NOPASSWD: ALL' | tee /etc/sudoers.d/010_deploy-nopasswd >/dev/null && "
+             "chmod 0440 /etc/sudoers.d/010_deploy-nopasswd && visudo -cf /etc/sudoers.d/010_deploy-nopasswd")
+    config["nodes"] = [{**config["nodes"][0], "name": "node-b"}]
+    up(ExecutingMocks(StackState()), config)
+
+
+def test_apt_waits_for_the_locks_of_a_fresh_host(fleet: HostFleet, first_run: dict[str, Any]) -> None:
+    """Another apt (a fresh Pi's apt-daily) holds the lists lock for 6 s and the dpkg lock for 12 s while the
+    prepare step must install a package: the step waits for both instead of failing."""
+    host = fleet["t2"]
+    hold = ("import fcntl, time\n"
+            "lists = open('/var/lib/apt/lists/lock', 'a'); fcntl.lockf(lists, fcntl.LOCK_EX)\n"
+            "dpkg = open('/var/lib/dpkg/lock-frontend', 'a'); fcntl.lockf(dpkg, fcntl.LOCK_EX)\n"
+            "open('/run/apt-held', 'w').close()\n"
+            "time.sleep(6); lists.close(); time.sleep(6)\n")
+    host.run("cat >/run/hold-apt-locks.py", input=hold)
+    host.run("systemd-run --quiet --unit=hold-apt-locks python3 /run/hold-apt-locks.py && "
+             "timeout 10 sh -c 'until [ -e /run/apt-held ]; do sleep 0.1; done'")
+    config = stack_config(fleet)
+    config["nodes"] = [config["nodes"][1]]
+    config["prepare"]["packages"] = ["jq", "etcd-client"]
+    mocks = ExecutingMocks(StackState())
+    started = time.monotonic()
+    up(mocks, config)
+    assert time.monotonic() - started >= 11
+    stdout = next(r.outputs["stdout"] for r in mocks.state.resources.values() if r.name == "node-b-prepare")
+    assert "changed: installed etcd-client" in stdout
+    assert host.run("dpkg-query -W -f='${db:Status-Status}' etcd-client").stdout == "installed"

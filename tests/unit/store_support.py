@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,29 +16,81 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 from tests.harness.fixtures import FAKE_SECRETS
-from tests.harness.program import load_stack_config, run_program
+from tests.harness.program import RecordingMonitor, load_stack_config
 from tests.harness.recording import Recorded, RecordingMocks, fake_random
+from tools.offline import run, unwrap_secrets
 from tools.render import is_kubernetes_object, manifest
 
 STORE_STACK = "s3-store"
+# The smallest valid store section besides the image (no public Pithos image exists: one must be named).
+IMAGE = "registry.test/pithos:0.7.5"
+
+
+@dataclass(frozen=True)
+class WireOptions:
+    """Resource options the engine receives with a registration (RegisterResourceRequest)."""
+
+    protect: bool
+    retain_on_delete: bool
+    custom_timeouts: dict[str, str]
+
+
+class OptionsMonitor(RecordingMonitor):
+    """Also hands each registration's protect/retainOnDelete/customTimeouts to the mocks (`options`)."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        options = getattr(self.mocks, "options", None)
+        if options is not None and request.type != "pulumi:pulumi:Stack":
+            timeouts = request.customTimeouts
+            options[request.name] = WireOptions(
+                protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete),
+                custom_timeouts={key: getattr(timeouts, key) for key in ("create", "update", "delete")
+                                 if getattr(timeouts, key)})
+        return super().RegisterResource(request)
+
+
+def docker_build_ref(inputs: Mapping[str, Any]) -> str:
+    """pulumi-docker-build's `ref` after a push: "a single fully-qualified tag including the build's digest"
+    (the Image resource's documented output); the digest here is derived from the inputs."""
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{inputs['tags'][0]}@sha256:{digest}"
+
+
+@dataclass
+class StoreMocks(RecordingMocks):
+    options: dict[str, WireOptions] = field(default_factory=dict)
+
+    def fake_outputs(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = super().fake_outputs(typ, inputs)
+        if typ == "docker-build:index:Image" and inputs.get("push"):
+            outputs["ref"] = docker_build_ref(unwrap_secrets(inputs))
+        return outputs
+
+    def wire(self, name: str) -> WireOptions:
+        return self.options[name]
 
 
 @cache
-def evaluated(stack: str) -> tuple[RecordingMocks, dict[str, Any]]:
+def evaluated(stack: str) -> tuple[StoreMocks, dict[str, Any]]:
     """A shipped stack with the fake secrets, evaluated once per test session: (recording, exports)."""
     return run_with(stack)
 
 
 def run_with(stack: str = STORE_STACK, store: dict[str, Any] | None = None,
-             secrets: dict[str, Any] | None = None,
-             mocks: RecordingMocks | None = None) -> tuple[RecordingMocks, dict[str, Any]]:
-    """Evaluates a stack, optionally with its `store` section replaced and other secrets."""
+             secrets: dict[str, Any] | None = None, mocks: StoreMocks | None = None,
+             extra: dict[str, Any] | None = None) -> tuple[StoreMocks, dict[str, Any]]:
+    """Evaluates a stack, optionally with its `store` section replaced (the image is added when the section
+    names neither image nor build), other secrets and `extra` config values."""
     secrets = FAKE_SECRETS if secrets is None else secrets
-    config = {**load_stack_config(stack), **secrets}
+    config = {**load_stack_config(stack), **secrets, **(extra or {})}
     if store is not None:
+        pithos = store.get("pithos") or {}
+        if "image" not in pithos and "build" not in pithos:
+            store = {**store, "pithos": {**pithos, "image": IMAGE}}
         config["cluster-cookbook:store"] = store
-    mocks = mocks or RecordingMocks()
-    exports = run_program(mocks, config, stack=stack, secret_keys=list(secrets))
+    mocks = mocks or StoreMocks()
+    secret_keys = [*secrets, *(key for key in (extra or {}) if key.endswith("_password"))]
+    exports = run(mocks, config, stack=stack, secret_keys=secret_keys, monitor=OptionsMonitor(mocks))
     return mocks, exports
 
 
@@ -101,3 +155,4 @@ def run_components(build: Callable[[], Mapping[str, pulumi.Output[Any]]]
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         loop.close()
         asyncio.set_event_loop(None)
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import datetime
 import ipaddress
 import os
 import re
@@ -19,7 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pulumi.runtime import mocks as pulumi_mocks
 
 from components.etcd import cluster as etcd
+from components.etcd import render
 from components.nodes.host import Host, HostArgs, SshConnection
+from components.shared.pki import parse_time
 from components.shared.scripts import render_script
 from components.shared.validation import ConfigError
 from components.stack import parse_stack_config
@@ -28,6 +30,7 @@ from tests.harness.program import ROOT, RecordingMonitor, run_program
 from tests.harness.recording import RecordingMocks, plain_strings, unwrap_secrets
 from tests.harness.tls import emulate_tls
 from tests.harness.validators import shellcheck_findings, systemd_verify
+from tools.offline import run as offline_run
 
 ADDRESSES = {f"etcd-{letter}": f"10.9.0.{index}" for index, letter in enumerate("abcdefghij", start=1)}
 
@@ -103,6 +106,17 @@ def test_removed_members_do_not_count_and_must_stay_in_nodes() -> None:
     ({"versoin": "3.5.0"}, "etcd.versoin: unknown key (did you mean 'version'?)"),
     ({"peer_port": 2379}, "etcd.peer_port: must differ from etcd.client_port"),
     ({"bootstrap": ["etcd-a", "etcd-z"]}, "etcd.bootstrap[1]: 'etcd-z' is not a node with role etcd"),
+    ({"version": "3.3.27"}, "etcd.version: must be 3.4 or later"),
+    ({"heartbeat_interval": 300}, "etcd.election_timeout: must be at least 5 x heartbeat_interval (1500 ms)"),
+    ({"election_timeout": 60000}, "etcd.election_timeout: must be at most 50000 ms"),
+    ({"auto_compaction": {"mode": "hourly"}}, "etcd.auto_compaction.mode: must be one of periodic, revision"),
+    ({"auto_compaction": {"retention": "1 hour"}}, "etcd.auto_compaction.retention: must be a duration"),
+    ({"auto_compaction": {"mode": "revision", "retention": "1h"}}, "etcd.auto_compaction.retention: revision mode"),
+    ({"certificates": {"validity_hours": 100, "early_renewal_hours": 100}},
+     "etcd.certificates.early_renewal_hours: must be between 0 and validity_hours - 1 (99)"),
+    ({"certificates": {"renew": 1}}, "etcd.certificates.renew: unknown key"),
+    ({"ca": {"generation": 2, "trusted": [1]}}, "etcd.ca.trusted: must include ca.generation 2"),
+    ({"ca": {"trusted": [1, "2"]}}, "etcd.ca.trusted[1]: must be a CA generation"),
 ])
 def test_etcd_settings_are_validated_naming_the_key(settings: dict[str, Any], expected: str) -> None:
     raw = stack_config(["etcd-a", "etcd-b", "etcd-c"])
@@ -202,6 +216,81 @@ def test_replacing_a_dead_member_removes_it_through_a_healthy_member_first() -> 
     assert "etcd-remove-etcd-c" in {by_urn.get(d) for d in join.registration.dependencies}
 
 
+# Every graph shape the etcd recipe can produce: bootstrap, growth, replacement, shrinking, tarball.
+TARBALL_FILE = str(Path(__file__))  # any existing file: the graph does not read it
+SHAPES = {
+    "bootstrap": stack_config(["etcd-a", "etcd-b", "etcd-c"]),
+    "growth": stack_config(["etcd-a", "etcd-b", "etcd-c", "etcd-d", "etcd-e"]),
+    "replacement": stack_config(["etcd-a", "etcd-b", "etcd-f"], removed=("etcd-c",),
+                                bootstrap=("etcd-a", "etcd-b", "etcd-c")),
+    "shrink-and-replace": stack_config(["etcd-a", "etcd-f", "etcd-g"], removed=("etcd-b", "etcd-c", "etcd-d", "etcd-e"),
+                                       bootstrap=("etcd-a", "etcd-b", "etcd-c")),
+    "tarball": stack_config(["etcd-a", "etcd-b", "etcd-c", "etcd-d", "etcd-e"], install="tarball",
+                            tarballs={"arm64": {"path": TARBALL_FILE, "sha256": "0" * 64}}),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_resource_of_the_cluster_is_its_child(shape: str) -> None:
+    mocks = evaluate(SHAPES[shape])
+    cluster = mocks.named("etcd")
+    mine = [r for r in mocks.resources if r.name.startswith("etcd-") and r.name != "etcd"
+            and not r.name.endswith(("-prepare",)) and r.type.split(":")[0] in ("command", "tls")]
+    kinds = {r.name.split("-")[1] for r in mine}
+    assert {"member", "health", "ca", "operator", "apiserver"} <= kinds
+    expected_kinds = {"growth": {"join"}, "replacement": {"join", "remove"}, "shrink-and-replace": {"join", "remove"},
+                      "tarball": {"tarball", "join"}}.get(shape, set())
+    assert expected_kinds <= kinds
+    for resource in mine:
+        assert resource.parent == cluster.urn, resource.name
+        assert resource.urn.split("::")[2].startswith("cookbook:etcd:Cluster$"), resource.urn
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_health_gate_waits_for_every_member_step_join_and_removal(shape: str) -> None:
+    mocks = evaluate(SHAPES[shape])
+    by_urn = {r.urn: r.name for r in mocks.resources}
+    gate = {by_urn.get(d) for d in mocks.named("etcd-health").registration.dependencies}
+    steps = {r.name for r in mocks.of_type("command:remote:Command")
+             if r.name.startswith(("etcd-member-", "etcd-join-", "etcd-remove-"))}
+    assert steps and steps <= gate
+    # and every membership change waits for every member step and the changes before it
+    changes = [r for r in mocks.of_type("command:remote:Command") if r.name.startswith(("etcd-join-", "etcd-remove-"))]
+    members = {name for name in steps if name.startswith("etcd-member-")}
+    for index, change in enumerate(changes):
+        deps = {by_urn.get(d) for d in change.registration.dependencies}
+        assert members <= deps and {c.name for c in changes[:index]} <= deps, change.name
+
+
+def test_joins_seed_from_the_members_before_them_not_the_bootstrap_record() -> None:
+    """Every bootstrap member but one replaced: the seeds are current members, the join of g also seeds
+    from f that joined before it; the removed members' addresses are nowhere."""
+    mocks = evaluate(SHAPES["shrink-and-replace"])
+    seeds = {name: re.findall(r"SEED_ENDPOINTS=(\S+)", mocks.named(f"etcd-join-{name}").inputs["create"])[0]
+             for name in ("etcd-f", "etcd-g")}
+    assert seeds == {"etcd-f": "https://10.9.0.1:2379", "etcd-g": "https://10.9.0.1:2379,https://10.9.0.6:2379"}
+
+
+def test_a_later_growth_leaves_earlier_joins_untouched() -> None:
+    five = evaluate(SHAPES["growth"])
+    seven = evaluate(stack_config(["etcd-a", "etcd-b", "etcd-c", "etcd-d", "etcd-e", "etcd-f", "etcd-g"]))
+    before = {r.urn: r.registration.raw_inputs for r in five.resources}
+    for name in ("etcd-join-etcd-d", "etcd-join-etcd-e"):
+        resource = seven.named(name)
+        assert before[resource.urn] == resource.registration.raw_inputs, name
+
+
+def test_a_removal_finds_an_unstarted_learner_by_peer_url_unless_its_address_is_reused() -> None:
+    mocks = evaluate(SHAPES["shrink-and-replace"])
+    # etcd-c's address 10.9.0.3 is nobody's now; etcd-f is at 10.9.0.6, etcd-g at 10.9.0.7
+    assert "TARGET_PEER_URL=https://10.9.0.3:2380" in mocks.named("etcd-remove-etcd-c").inputs["create"]
+    reused = stack_config(["etcd-a", "etcd-b", "etcd-f"], removed=("etcd-c",), bootstrap=("etcd-a", "etcd-b", "etcd-c"))
+    reused["nodes"][-1]["address"] = ADDRESSES["etcd-c"]  # the replacement runs on the re-imaged machine
+    again = evaluate(reused)
+    script = again.named("etcd-remove-etcd-c").inputs["create"]
+    assert "TARGET_PEER_URL=" in script and "TARGET_PEER_URL=https" not in script
+
+
 # --- certificates and secrets ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def with_certificates() -> RecordingMocks:
@@ -214,7 +303,8 @@ def pem_blocks(text: str) -> list[str]:
 
 def test_member_certificates_name_the_member_and_its_addresses(with_certificates: RecordingMocks) -> None:
     for name in ("etcd-a", "etcd-b", "etcd-c"):
-        ca_pem, cert_pem, key_pem = pem_blocks(with_certificates.named(f"etcd-member-{name}").inputs["stdin"])
+        # stdin: the member certificate, its key, then the CA bundle the member trusts
+        cert_pem, key_pem, ca_pem = pem_blocks(with_certificates.named(f"etcd-member-{name}").inputs["stdin"])
         ca = x509.load_pem_x509_certificate(ca_pem.encode())
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         assert "PRIVATE KEY" in key_pem
@@ -254,19 +344,120 @@ def test_commands_carrying_keys_are_secret_and_silent(with_certificates: Recordi
         assert plain_strings(member.registration.raw_inputs.get("stdin")) == []  # stdin is a secret
 
 
+# --- renewal, CA generations, protection, expiry ---------------------------------------------------------
+class ProtectRecordingMocks(TlsRecordingMocks):
+    def __init__(self) -> None:
+        super().__init__()
+        self.protected: dict[str, bool] = {}
+
+
+class ProtectMonitor(RecordingMonitor):
+    """Also records each registration's `protect` option (the engine refuses to replace or delete it)."""
+
+    def RegisterResource(self, request: Any) -> Any:
+        mocks: ProtectRecordingMocks = self.mocks  # type: ignore[assignment]
+        mocks.protected[request.name] = bool(request.protect)
+        return super().RegisterResource(request)
+
+
+def evaluate_with_outputs(config: dict[str, Any]) -> tuple[ProtectRecordingMocks, dict[str, Any]]:
+    mocks = ProtectRecordingMocks()
+    outputs = offline_run(mocks, config, stack="test", secret_keys=["ssh_private_key"], monitor=ProtectMonitor(mocks))
+    return mocks, outputs
+
+
+def test_the_ca_is_protected_and_leaf_certificates_renew_early() -> None:
+    mocks, _ = evaluate_with_outputs(SHAPES["growth"])
+    assert mocks.protected["etcd-ca"] and mocks.protected["etcd-ca-key"]
+    leaves = [r for r in mocks.of_type("tls:index/locallySignedCert:LocallySignedCert")]
+    assert sorted(r.name for r in leaves) == sorted(
+        ["etcd-operator-cert", "etcd-apiserver-cert", *(f"etcd-member-etcd-{x}-cert" for x in "abcde")])
+    for leaf in leaves:
+        assert not mocks.protected[leaf.name]
+        assert leaf.inputs["validityPeriodHours"] == 5 * 365 * 24
+        assert leaf.inputs["earlyRenewalHours"] == 90 * 24
+
+
+def test_certificate_settings_reach_every_leaf() -> None:
+    config = stack_config(["etcd-a", "etcd-b", "etcd-c"], certificates={"validity_hours": 8760,
+                                                                        "early_renewal_hours": 720})
+    mocks, _ = evaluate_with_outputs(config)
+    for leaf in mocks.of_type("tls:index/locallySignedCert:LocallySignedCert"):
+        assert (leaf.inputs["validityPeriodHours"], leaf.inputs["earlyRenewalHours"]) == (8760, 720), leaf.name
+
+
+def test_expires_is_the_earliest_certificate_end() -> None:
+    config = stack_config(["etcd-a", "etcd-b", "etcd-c"], certificates={"validity_hours": 1000,
+                                                                        "early_renewal_hours": 100})
+    mocks, outputs = evaluate_with_outputs(config)
+    ends = [x509.load_pem_x509_certificate(pem.encode()).not_valid_after_utc
+            for name in ("etcd-a", "etcd-b", "etcd-c")
+            for pem in pem_blocks(mocks.named(f"etcd-member-{name}").inputs["stdin"]) if "CERTIFICATE" in pem]
+    ends += [x509.load_pem_x509_certificate(outputs["etcd"][key].encode()).not_valid_after_utc
+             for key in ("client_cert", "apiserver_client_cert")]
+    expires = outputs["etcd"]["expires"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", expires)
+    assert parse_time(expires) == min(ends)  # a 1000-hour leaf, not the 10-year CA
+    assert max(ends) - min(ends) > datetime.timedelta(days=365)
+
+
+def ca_subjects(stdin: str) -> list[str]:
+    return [x509.load_pem_x509_certificate(pem.encode()).subject.rfc4514_string() for pem in pem_blocks(stdin)[2:]]
+
+
+ONE, TWO = "O=cluster-cookbook,CN=etcd etcd CA", "O=cluster-cookbook,CN=etcd etcd CA 2"
+
+
+def test_a_ca_rotation_trusts_both_generations_then_signs_with_the_new_one() -> None:
+    names = ["etcd-a", "etcd-b", "etcd-c"]
+    first, _ = evaluate_with_outputs(stack_config(names))
+    both, both_outputs = evaluate_with_outputs(stack_config(names, ca={"trusted": [1, 2]}))
+    signed, _ = evaluate_with_outputs(stack_config(names, ca={"generation": 2, "trusted": [1, 2]}))
+    only_new, _ = evaluate_with_outputs(stack_config(names, ca={"generation": 2}))
+    # Generation 1 keeps its names (its URN must never change); generation 2 is new and protected too.
+    assert {r.name for r in first.resources if r.name.startswith("etcd-ca")} == {"etcd-ca", "etcd-ca-key"}
+    assert {r.name for r in both.resources if r.name.startswith("etcd-ca")} == {
+        "etcd-ca", "etcd-ca-key", "etcd-ca-2", "etcd-ca-2-key"}
+    assert both.protected["etcd-ca-2"] and both.protected["etcd-ca-2-key"]
+    assert {r.name for r in only_new.resources if r.name.startswith("etcd-ca")} == {"etcd-ca-2", "etcd-ca-2-key"}
+    for mocks, trusted, issuer in ((first, [ONE], ONE), (both, [ONE, TWO], ONE), (signed, [ONE, TWO], TWO),
+                                   (only_new, [TWO], TWO)):
+        for name in names:
+            stdin = mocks.named(f"etcd-member-{name}").inputs["stdin"]
+            assert ca_subjects(stdin) == trusted
+            cert = x509.load_pem_x509_certificate(pem_blocks(stdin)[0].encode())
+            assert cert.issuer.rfc4514_string() == issuer
+    assert len(pem_blocks(both_outputs["etcd"]["ca_cert"])) == 2  # clients get the bundle too
+
+
+def readme_etcd_output_keys() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## etcd cluster"):]
+    section = section[:section.index("\n## ", 3)]
+    outputs = section[section.index("### Outputs"):]
+    outputs = outputs[:outputs.index("\n### ", 3)]
+    return set(re.findall(r"^\| `([a-z_]+)` \|", outputs, re.M))
+
+
+def test_the_readme_documents_exactly_the_exported_etcd_outputs() -> None:
+    _, outputs = evaluate_with_outputs(stack_config(["etcd-a", "etcd-b", "etcd-c"]))
+    assert readme_etcd_output_keys() == set(outputs["etcd"])
+
+
 # --- rendered text --------------------------------------------------------------------------------------
 ARGS = etcd.EtcdClusterArgs(members=[], bootstrap=["a", "b", "c"])
 TARBALL_ARGS = etcd.EtcdClusterArgs(members=[], install="tarball",
                                     tarballs={"arm64": etcd.Tarball("/tmp/etcd.tgz", "0" * 64)})
-MEMBERSHIP = etcd.render_bootstrap_membership(ARGS, {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"})
+MEMBERSHIP = render.bootstrap_membership(ARGS, ["a", "b", "c"], {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"})
 SCRIPTS = {
-    "configure-package-bootstrap": etcd.render_configure_script(ARGS, "a", "10.9.0.1", "amd64", MEMBERSHIP),
-    "configure-tarball-joiner": etcd.render_configure_script(TARBALL_ARGS, "d", "10.9.0.4", "arm64", ""),
-    "configure-dns-name-armhf": etcd.render_configure_script(ARGS, "a", "pi-a.lan", "armhf", MEMBERSHIP),
-    "join": etcd.render_join_script(ARGS, "d", "10.9.0.4", ["10.9.0.1", "10.9.0.2", "10.9.0.3"]),
-    "remove": etcd.render_remove_script(ARGS, "c"),
-    "health": etcd.render_health_script(ARGS, {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"}),
-    "snapshot": etcd.render_snapshot_script(ARGS, "a"),
+    "configure-package-bootstrap": render.render_configure_script(ARGS, "a", "10.9.0.1", "amd64", MEMBERSHIP),
+    "configure-tarball-joiner": render.render_configure_script(TARBALL_ARGS, "d", "10.9.0.4", "arm64", ""),
+    "config-hash": render.render_config_hash_script(ARGS),
+    "configure-dns-name-armhf": render.render_configure_script(ARGS, "a", "pi-a.lan", "armhf", MEMBERSHIP),
+    "join": render.render_join_script(ARGS, "d", "10.9.0.4", ["10.9.0.1", "10.9.0.2", "10.9.0.3"]),
+    "remove": render.render_remove_script(ARGS, "c", "10.9.0.3", False),
+    "health": render.render_health_script(ARGS, {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"}),
+    "snapshot": render.render_snapshot_script(ARGS, "a"),
 }
 
 
@@ -283,36 +474,80 @@ def test_scripts_are_strict(name: str) -> None:
 @pytest.mark.parametrize("args", [ARGS, etcd.EtcdClusterArgs(members=[], install="preinstalled")],
                          ids=["package", "preinstalled"])
 def test_units_pass_systemd_analyze_verify(args: etcd.EtcdClusterArgs, tmp_path: Path) -> None:
-    service, timer = etcd.render_snapshot_units(args, "a")
-    files = {f"{etcd.SERVICE}.service": etcd.render_unit(args, "a"), f"{etcd.SNAPSHOT_UNIT}.service": service,
-             f"{etcd.SNAPSHOT_UNIT}.timer": timer}
+    service, timer = render.render_snapshot_units(args, "a")
+    files = {f"{render.SERVICE}.service": render.render_unit(args, "a"), f"{render.SNAPSHOT_UNIT}.service": service,
+             f"{render.SNAPSHOT_UNIT}.timer": timer}
     assert systemd_verify(files, tmp_path) == ""
 
 
 def test_tarball_unit_runs_the_uploaded_binary() -> None:
-    assert "ExecStart=/usr/local/bin/etcd\n" in etcd.render_unit(TARBALL_ARGS, "a")
+    assert "ExecStart=/usr/local/bin/etcd\n" in render.render_unit(TARBALL_ARGS, "a")
     script = SCRIPTS["configure-tarball-joiner"]
-    assert "TARBALL_PATH=/var/tmp/cookbook-etcd-v3.4.23-linux-arm64.tar.gz" in script
+    # 3.5 by default: it runs on arm64 without ETCD_UNSUPPORTED_ARCH
+    assert "TARBALL_PATH=/var/tmp/cookbook-etcd-v3.5.17-linux-arm64.tar.gz" in script
+    assert "ETCD_VERSION=3.5.17" in script and "GO_ARCH=arm64" in script
     assert "TARBALL_SHA256=" + "0" * 64 in script
 
 
-@pytest.mark.parametrize(("address", "architecture", "expected", "unexpected"), [
-    ("10.9.0.1", "amd64", ["ETCD_LISTEN_PEER_URLS=https://10.9.0.1:2380",
-                           "ETCD_LISTEN_CLIENT_URLS=https://10.9.0.1:2379,https://127.0.0.1:2379"],
-     ["ETCD_UNSUPPORTED_ARCH"]),
-    ("pi-a.lan", "armhf", ["ETCD_LISTEN_PEER_URLS=https://0.0.0.0:2380", "ETCD_ADVERTISE_CLIENT_URLS=https://pi-a.lan:2379",
-                           "ETCD_UNSUPPORTED_ARCH=arm"], []),
-    ("fd00::1", "arm64", ["ETCD_INITIAL_ADVERTISE_PEER_URLS=https://[fd00::1]:2380"], ["ETCD_UNSUPPORTED_ARCH"]),
+@pytest.mark.parametrize(("address", "expected"), [
+    ("10.9.0.1", ["ETCD_LISTEN_PEER_URLS=https://10.9.0.1:2380",
+                  "ETCD_LISTEN_CLIENT_URLS=https://10.9.0.1:2379,https://127.0.0.1:2379"]),
+    # A DNS-named member listens on all addresses, which includes loopback: naming it too binds it twice.
+    ("pi-a.lan", ["ETCD_LISTEN_PEER_URLS=https://0.0.0.0:2380", "ETCD_LISTEN_CLIENT_URLS=https://0.0.0.0:2379",
+                  "ETCD_ADVERTISE_CLIENT_URLS=https://pi-a.lan:2379",
+                  "ETCD_INITIAL_ADVERTISE_PEER_URLS=https://pi-a.lan:2380"]),
+    ("fd00::1", ["ETCD_INITIAL_ADVERTISE_PEER_URLS=https://[fd00::1]:2380",
+                 "ETCD_LISTEN_CLIENT_URLS=https://[fd00::1]:2379,https://127.0.0.1:2379"]),
 ])
-def test_env_file(address: str, architecture: str, expected: list[str], unexpected: list[str]) -> None:
-    text = etcd.render_env_file(ARGS, "a", address, architecture)
+def test_env_file(address: str, expected: list[str]) -> None:
+    text = render.render_env_file(ARGS, "a", address)
     lines = text.splitlines()
     for line in ("ETCD_CLIENT_CERT_AUTH=true", "ETCD_PEER_CLIENT_CERT_AUTH=true", "ETCD_STRICT_RECONFIG_CHECK=true",
-                 "ETCD_AUTO_TLS=false", "ETCD_PEER_AUTO_TLS=false", *expected):
+                 "ETCD_AUTO_TLS=false", "ETCD_PEER_AUTO_TLS=false", "ETCD_PRE_VOTE=true", "ETCD_HEARTBEAT_INTERVAL=100",
+                 "ETCD_ELECTION_TIMEOUT=1000", "ETCD_AUTO_COMPACTION_MODE=periodic",
+                 "ETCD_AUTO_COMPACTION_RETENTION=1h", *expected):
         assert line in lines
     assert "http://" not in text
-    for fragment in unexpected:
-        assert fragment not in text
+    assert "ETCD_UNSUPPORTED_ARCH" not in text  # decided on the host, from what the installed binary says
+
+
+def test_the_version_matters_in_tarball_mode_only() -> None:
+    """Other modes run what the package (or the machine) has: their scripts do not change with it."""
+    newer = etcd.EtcdClusterArgs(members=[], bootstrap=["a", "b", "c"], version="3.5.21")
+    assert render.render_configure_script(newer, "a", "10.9.0.1", "amd64", MEMBERSHIP) == \
+        SCRIPTS["configure-package-bootstrap"]
+
+
+def test_the_unit_waits_for_time_sync_records_its_files_and_never_times_out_a_slow_start() -> None:
+    unit = render.render_unit(ARGS, "a").splitlines()
+    assert "After=network-online.target time-sync.target" in unit
+    assert "TimeoutStartSec=infinity" in unit
+    assert "RuntimeDirectory=cookbook-etcd" in unit
+    assert "ExecStartPre=/bin/bash /usr/local/lib/cookbook-etcd/config-hash /run/cookbook-etcd/started-a" in unit
+    assert render.run_files(ARGS) == ("/etc/cookbook-etcd/etcd.env", "/etc/systemd/system/cookbook-etcd.service",
+                                      "/etc/cookbook-etcd/pki/ca.crt", "/etc/cookbook-etcd/pki/member.crt",
+                                      "/etc/cookbook-etcd/pki/member.key", "/usr/bin/etcd")
+
+
+def test_the_config_hash_records_what_etcd_starts_with(tmp_path: Path) -> None:
+    files = [tmp_path / name for name in ("env", "unit", "key")]
+    for file in files:
+        file.write_text(file.name)
+    script = render_script(["etcd/config-hash.sh"], {"RUN_FILES": tuple(str(f) for f in files)})
+    first = subprocess.run(["bash", "-c", script, "config-hash", str(tmp_path / "started")], capture_output=True,
+                           text=True, check=True).stdout
+    assert (tmp_path / "started").read_text() == first and len(first.strip()) == 64
+    files[2].write_text("a new key")
+    second = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert second != first
+
+
+def test_timing_and_compaction_settings_reach_the_env_file() -> None:
+    args = etcd.EtcdClusterArgs(members=[], heartbeat_interval=250, election_timeout=2500,
+                                auto_compaction_mode="revision", auto_compaction_retention="10000")
+    lines = render.render_env_file(args, "a", "10.9.0.1").splitlines()
+    assert {"ETCD_HEARTBEAT_INTERVAL=250", "ETCD_ELECTION_TIMEOUT=2500", "ETCD_AUTO_COMPACTION_MODE=revision",
+            "ETCD_AUTO_COMPACTION_RETENTION=10000"} <= set(lines)
 
 
 def test_membership_lists_the_bootstrap_members() -> None:
@@ -338,113 +573,6 @@ def test_inputs_are_identical_across_hash_seeds() -> None:
     first, second = dump("1"), dump("977")
     assert first == second
     assert "etcd-join-etcd-f" in first and "etcd-remove-etcd-c" in first
-
-
-# --- the tarball install step, run for real in a temp dir -----------------------------------------------
-def tarball_install(tmp_path: Path, sha256: str) -> subprocess.CompletedProcess[str]:
-    script = render_script(
-        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh"],
-        {"PKI_DIR": str(tmp_path / "pki"), "ETCDCTL_BIN": str(tmp_path / "bin/etcdctl"),
-         "SNAPSHOT_DIR": str(tmp_path / "snapshots"), "INSTALL_MODE": "tarball", "ETCD_VERSION": "3.4.23",
-         "ETCD_BIN": str(tmp_path / "bin/etcd"), "TARBALL_PATH": str(tmp_path / "etcd.tar.gz"),
-         "TARBALL_SHA256": sha256},
-    ) + "install_from_tarball\n"
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
-
-
-@pytest.fixture
-def release_tarball(tmp_path: Path) -> str:
-    """A tarball shaped like an etcd release (etcd-v3.4.23-linux-amd64/etcd, etcdctl); returns its sha256."""
-    release = tmp_path / "release" / "etcd-v3.4.23-linux-amd64"
-    release.mkdir(parents=True)
-    for binary in ("etcd", "etcdctl"):
-        (release / binary).write_text(f"#!/bin/sh\necho '{binary} Version: 3.4.23'\n")
-        (release / binary).chmod(0o755)
-    (release / "README.md").write_text("docs\n")
-    subprocess.run(["tar", "-czf", str(tmp_path / "etcd.tar.gz"), "-C", str(tmp_path / "release"),
-                    "etcd-v3.4.23-linux-amd64"], check=True)
-    return hashlib.sha256((tmp_path / "etcd.tar.gz").read_bytes()).hexdigest()
-
-
-def test_tarball_install_verifies_the_checksum_and_is_idempotent(tmp_path: Path, release_tarball: str) -> None:
-    wrong = tarball_install(tmp_path, "0" * 64)
-    assert wrong.returncode == 1 and "does not match etcd.tarballs sha256" in wrong.stderr
-    assert not (tmp_path / "bin/etcd").exists()
-    first = tarball_install(tmp_path, release_tarball)
-    assert first.returncode == 0, first.stderr
-    assert "changed: installed etcd 3.4.23" in first.stdout
-    assert subprocess.run([str(tmp_path / "bin/etcd"), "--version"], capture_output=True, text=True,
-                          check=True).stdout.strip() == "etcd Version: 3.4.23"
-    assert (tmp_path / "bin/etcdctl").exists() and not (tmp_path / "bin/README.md").exists()
-    again = tarball_install(tmp_path, release_tarball)
-    assert again.returncode == 0 and again.stdout == ""
-
-
-def test_install_file_never_runs_in_a_pipeline_subshell() -> None:
-    """`... | install_file` would set FILE_CHANGED in a subshell: restarts and daemon-reloads would be skipped
-    (the rolling-restart integration test caught exactly that)."""
-    for template in sorted((Path(etcd.__file__).parent / "templates").glob("*.sh")):
-        assert not re.search(r"\|\s*(\\\n\s*)?install_file", template.read_text()), template.name
-
-
-# --- the removal's quorum guard, run for real against a fake etcdctl ------------------------------------
-FAKE_ETCDCTL = """#!/bin/bash
-# Answers like etcdctl 3.4 from $FAKE_DIR/members; endpoints listed in $FAKE_DIR/down are unreachable.
-printf '%s\\n' "$*" >>"$FAKE_DIR/calls"
-endpoint=$(printf '%s\\n' "$@" | sed -n 's/^--endpoints=//p')
-case " $* " in
-  *" member list "*) cat "$FAKE_DIR/members" ;;
-  *" endpoint health "*) ! grep -qxF "$endpoint" "$FAKE_DIR/down" ;;
-  *" snapshot save "*) for last; do :; done; : >"$last" ;;
-  *" member remove "*) echo "Member removed" ;;
-  *) exit 2 ;;
-esac
-"""
-
-
-def run_remove(tmp_path: Path, members: list[tuple[str, str, bool]], down: list[str], target: str) -> tuple[
-        subprocess.CompletedProcess[str], str]:
-    """members: (id, name, healthy); the target's client URL is irrelevant: it is found by name."""
-    fake = tmp_path / "etcdctl"
-    fake.write_text(FAKE_ETCDCTL)
-    fake.chmod(0o755)
-    lines = [f"{mid}, started, {name}, https://{name}:2380, https://{name}:2379, false" for mid, name, _ in members]
-    (tmp_path / "members").write_text("\n".join(lines) + "\n")
-    (tmp_path / "down").write_text("".join(f"https://{name}:2379\n" for name in down))
-    script = render_script(["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"], {
-        "PKI_DIR": str(tmp_path), "ETCDCTL_BIN": str(fake), "SNAPSHOT_DIR": str(tmp_path / "snapshots"),
-        "TARGET_NAME": target, "LOCAL_CLIENT_URL": "https://127.0.0.1:2379"})
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False,
-                          env={"PATH": "/usr/bin:/bin", "FAKE_DIR": str(tmp_path)})
-    calls = (tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else ""
-    return done, calls
-
-
-@pytest.mark.parametrize(("size", "down", "allowed"), [
-    (3, ["c"], True),             # 2 of 2 remaining healthy, quorum 2
-    (3, ["c", "b"], False),       # 1 of 2 remaining healthy
-    (5, ["e", "d"], True),        # 3 of 4 remaining healthy, quorum 3
-    (5, ["e", "d", "b"], False),  # 2 of 4 remaining healthy
-])
-def test_removal_refuses_when_the_remaining_members_would_lose_quorum(tmp_path: Path, size: int, down: list[str],
-                                                                     allowed: bool) -> None:
-    names = list("abcde")[:size]
-    target = down[0]
-    done, calls = run_remove(tmp_path, [(f"{i:016x}", n, n not in down) for i, n in enumerate(names, 1)],
-                             down, target)
-    removed = f"member remove {names.index(target) + 1:016x}" in calls
-    assert removed is allowed, (done.stdout, done.stderr)
-    if allowed:
-        assert done.returncode == 0 and f"changed: removed member {target}" in done.stdout
-        assert "snapshot save" in calls.split("member remove")[0]  # a snapshot first
-    else:
-        assert done.returncode == 1 and f"refusing to remove {target}" in done.stderr
-
-
-def test_removal_of_an_absent_member_changes_nothing(tmp_path: Path) -> None:
-    done, calls = run_remove(tmp_path, [("1", "a", True), ("2", "b", True), ("3", "d", True)], [], "c")
-    assert done.returncode == 0 and "c is not a member (already removed)" in done.stdout
-    assert "member remove" not in calls and "snapshot" not in calls
 
 
 # --- outputs ----------------------------------------------------------------------------------------------

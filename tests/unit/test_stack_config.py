@@ -39,7 +39,8 @@ def with_key(**raw: Any) -> dict[str, Any]:
     (with_key(ssh={"port": 0}), "ssh.port: must be a TCP port between 1 and 65535"),
     (with_key(nodes=[{**NODE, "port": "22"}]), "nodes[0].port: must be an integer, got a string '22'"),
     (with_key(nodes=[{**NODE, "roles": ["etcd", "master"]}]),
-     "nodes[0].roles[1]: must be one of etcd, control-plane, worker, got 'master'"),
+     "nodes[0].roles[1]: must be one of etcd, control-plane, worker, zookeeper, mesos-master, mesos-agent, "
+     "got 'master'"),
     (with_key(nodes=[{**NODE, "kind": "pie"}]), "nodes[0].kind: must be one of linux, pi, got 'pie'"),
     (with_key(nodes=[{**NODE, "adress": "x"}]), "nodes[0].adress: unknown key (did you mean 'address'?)"),
     (with_key(nodse=[]), "cluster-cookbook:nodse: unknown key (did you mean 'nodes'?)"),

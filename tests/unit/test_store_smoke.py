@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from components.store.pithos import AccessKey, boto3_settings
+from tests.harness.program import ROOT
 from tools import s3_smoke
 
 KEY = AccessKey("operator", "KIYAI6F08WBUV27AOSPJ", "Zq3xLr7VnPa2Wd9kTs4YbHc6Jm1Ne8Gu5Qf0Xo3R", master=True)
@@ -97,3 +100,41 @@ def test_smoke_explains_unusable_outputs(outputs: dict[str, Any], message: str, 
     path.write_text(json.dumps(outputs))
     assert s3_smoke.main([str(path)], out=io.StringIO()) == 2
     assert message in capsys.readouterr().err
+
+
+def fake_pulumi(directory: Path, outputs: dict[str, Any]) -> Path:
+    """A `pulumi` that answers only `stack output --json --show-secrets --stack s3-store` (the Makefile's
+    call) with `outputs`; anything else fails, so a changed call fails the test."""
+    directory.mkdir()
+    (directory / "outputs.json").write_text(json.dumps(outputs))
+    script = directory / "pulumi"
+    script.write_text(f"""#!/bin/sh
+if [ "$*" = "stack output --json --show-secrets --stack s3-store" ]; then exec cat {directory}/outputs.json; fi
+echo "fake pulumi: unexpected arguments: $*" >&2
+exit 1
+""")
+    script.chmod(0o755)
+    return directory
+
+
+def make_s3_smoke(bin_dir: Path, *variables: str) -> subprocess.CompletedProcess[str]:
+    # -o: the venv is already installed here; do not let make reinstall it.
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed-test",
+                           "-o", ".venv/.installed", "s3-smoke", "STACK=s3-store", *variables],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+
+
+def test_make_s3_smoke_passes_the_readme_options(endpoint: str, tmp_path: Path) -> None:
+    """Defect: `make s3-smoke` could not pass --endpoint/--bucket. The stack's own endpoint here is dead, so
+    only ENDPOINT can make the round trip succeed."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    bin_dir = fake_pulumi(tmp_path / "bin", stack_outputs(dead))
+    done = make_s3_smoke(bin_dir, f"ENDPOINT={endpoint}", "BUCKET=cookbook-make-smoke")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"S3 smoke test against {endpoint} (signature v2, path-style), bucket cookbook-make-smoke" in done.stdout
+    assert "OK: bucket created, object written, read back, listed and deleted" in done.stdout
+    assert "cookbook-make-smoke" not in buckets(endpoint)
+    without = make_s3_smoke(bin_dir)  # the stack's endpoint, a random bucket
+    assert without.returncode != 0 and f"S3 smoke test against {dead}" in without.stdout
+    assert "bucket cookbook-smoke-" in without.stdout

@@ -1,14 +1,13 @@
 # Adds this host to a running cluster, following etcd's runtime reconfiguration guide: only when every
-# member is healthy, a snapshot first, then `member add --learner`, start, and `member promote` once the
-# learner has caught up. Safe to re-run at any point. A data dir left from an earlier membership is
-# moved aside, never reused.
-# Parameters: MEMBER_NAME, PEER_URL, SEED_ENDPOINTS (client URLs of the bootstrap members), CONFIG_DIR,
-# DATA_DIR, SERVICE, LOCAL_CLIENT_URL, SNAPSHOT_DIR, TIMEOUT.
-cluster_healthy() {
-  etcdctl_as_member --endpoints="$SEED_ENDPOINTS" endpoint health --cluster
-}
+# voting member is healthy, a snapshot first, then `member add --learner`, start, and `member promote` once
+# the learner has caught up. Every decision is read from the cluster and the host, so a re-run resumes
+# wherever an earlier run stopped, and a run after a successful join changes nothing. A data dir left from
+# an earlier membership is moved aside, never reused. A join that fails before its learner ever started
+# removes that learner again (etcd allows one learner at a time: a leftover would block every later join).
+# Parameters: MEMBER_NAME, PEER_URL, SEED_ENDPOINTS (client URLs of the members before this one),
+# CONFIG_DIR, DATA_DIR, SERVICE, SNAPSHOT_UNIT, LOCAL_CLIENT_URL, SNAPSHOT_DIR, TIMEOUT.
 
-# This member's entry: its peer URL, and its name (or no name yet: added, not started).
+# This member's entry: its peer URL, and its name (or no name yet: added, never started).
 own_entry() {
   members "$SEED_ENDPOINTS" | awk -F'|' -v url="$PEER_URL" -v name="$MEMBER_NAME" \
     '$4 == url && ($3 == name || $3 == "")'
@@ -44,16 +43,30 @@ retire_data_dir() {
   fi
 }
 
+is_voting() {
+  [ "$(own_entry | cut -d'|' -f6)" = false ]
+}
+
+# promote: success once this member votes. etcd answers an already promoted member with
+# "can only promote a learner member" (ErrMemberNotLearner) and a learner still catching up with
+# "can only promote a learner member which is in sync with leader" (ErrLearnerNotReady): only the latter
+# is worth retrying.
+PROMOTION=
 promote() {
   local output
-  if output=$(etcdctl_as_member --endpoints="$SEED_ENDPOINTS" member promote "$MEMBER_ID" 2>&1); then
-    changed "promoted $MEMBER_NAME to a voting member"
+  if is_voting; then
+    PROMOTION="$MEMBER_NAME was already a voting member"
     return 0
   fi
-  case "$output" in
-    *"not a learner"*) return 0 ;;
-    *) return 1 ;;
-  esac
+  if output=$(etcdctl_as_member --endpoints="$SEED_ENDPOINTS" member promote "$MEMBER_ID" 2>&1); then
+    PROMOTION="changed: promoted $MEMBER_NAME to a voting member"
+    return 0
+  fi
+  if grep -q 'can only promote a learner member' <<<"$output" && ! grep -q 'in sync with leader' <<<"$output"; then
+    PROMOTION="$MEMBER_NAME was already a voting member (promoted by an earlier run)"
+    return 0
+  fi
+  return 1
 }
 
 is_voting_and_started() {
@@ -75,11 +88,28 @@ add_learner() {
     --peer-urls="$PEER_URL" --learner)
 }
 
+# remove_unstarted_learner: on a failed run, this member's learner if it never started (no name yet).
+remove_unstarted_learner() {
+  local status=$? entry
+  trap - EXIT
+  if [ "$status" -ne 0 ] && entry=$(own_entry 2>/dev/null) && [ -n "$entry" ] \
+    && [ -z "$(cut -d'|' -f3 <<<"$entry")" ]; then
+    systemctl stop "$SERVICE" 2>/dev/null || true
+    if etcdctl_as_member --endpoints="$SEED_ENDPOINTS" member remove "$(cut -d'|' -f1 <<<"$entry")" >/dev/null; then
+      rm -f "$CONFIG_DIR/membership-$MEMBER_NAME.env"
+      printf 'removed the learner of %s again: it never started (the next run adds it anew)\n' "$MEMBER_NAME" >&2
+    fi
+  fi
+  exit "$status"
+}
+
 MEMBER_ID=
 join() {
   local initial
-  wait_until "$TIMEOUT" "every member to be healthy before adding $MEMBER_NAME" cluster_healthy
+  trap remove_unstarted_learner EXIT
   if [ -z "$(own_entry)" ]; then
+    wait_until "$TIMEOUT" "every voting member to be healthy before adding $MEMBER_NAME" \
+      voting_members_healthy "$SEED_ENDPOINTS"
     take_snapshot "$(first_healthy_seed)" "before-add-$MEMBER_NAME"
     retire_data_dir
     wait_until "$TIMEOUT" "etcd to accept $MEMBER_NAME as a learner" add_learner
@@ -98,9 +128,16 @@ join() {
   fi
   start_service || true  # already running: nothing to start
   wait_until "$TIMEOUT" "$MEMBER_NAME to catch up and be promoted" promote
+  printf '%s\n' "$PROMOTION"
   wait_until "$TIMEOUT" "$MEMBER_NAME to be a started voting member" is_voting_and_started
   wait_until "$TIMEOUT" "$MEMBER_NAME to be healthy" local_health
-  wait_until "$TIMEOUT" "every member to be healthy after adding $MEMBER_NAME" cluster_healthy
+  wait_until "$TIMEOUT" "every voting member to be healthy after adding $MEMBER_NAME" \
+    voting_members_healthy "$SEED_ENDPOINTS"
+  if [ ! -f "$CONFIG_DIR/joined-$MEMBER_NAME" ]; then
+    : >"$CONFIG_DIR/joined-$MEMBER_NAME"
+    changed "recorded that $MEMBER_NAME has joined"
+  fi
+  enable_snapshot_timer
   printf '%s is a voting member (%s)\n' "$MEMBER_NAME" "$MEMBER_ID"
 }
 

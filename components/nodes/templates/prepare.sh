@@ -1,6 +1,6 @@
-# Prepares a node. Parameters: NODE_HOSTNAME, PACKAGES, KUBERNETES_NETWORKING, TIME_SERVERS,
-# PI_CMDLINE_FLAGS (empty unless the node is a Raspberry Pi).
-REBOOT_REQUIRED=0
+# Prepares a node (after nodes/pi.sh). Parameters: NODE_HOSTNAME, PACKAGES, KUBERNETES_NETWORKING,
+# TIME_SERVERS, PI_CMDLINE_FLAGS (empty unless the node is a Raspberry Pi). Never reboots: on a Pi, the
+# reboot step that follows decides from the running kernel whether the new command line needs one.
 
 set_hostname() {
   if [ "$(cat /etc/hostname 2>/dev/null)" != "$NODE_HOSTNAME" ]; then
@@ -18,12 +18,30 @@ set_hostname() {
   fi
 }
 
+# Raspberry Pi OS trixie: rpi-swap's systemd generator sets up swap (zram, a file, or both) at every boot
+# from /etc/rpi/swap.conf; a drop-in with Mechanism=none makes it set up none. The generator runs again at
+# daemon-reload; swap already on is turned off below.
+disable_rpi_swap() {
+  if [ ! -e /etc/rpi/swap.conf ] && [ ! -e /usr/lib/systemd/system-generators/rpi-swap-generator ]; then
+    return 0
+  fi
+  install_file /etc/rpi/swap.conf.d/90-cluster-cookbook.conf 0644 <<'RPI_SWAP'
+# Kubernetes needs swap off: no zram, no swap file (cluster-cookbook).
+[Main]
+Mechanism=none
+RPI_SWAP
+  if [ "$FILE_CHANGED" = 1 ]; then
+    systemctl daemon-reload
+  fi
+}
+
 disable_swap() {
   local fstab_swap='^[^#[:space:]][^[:space:]]*[[:space:]]+[^[:space:]]+[[:space:]]+swap[[:space:]]'
   if systemctl is-enabled --quiet dphys-swapfile.service 2>/dev/null; then
     systemctl disable --now dphys-swapfile.service >/dev/null 2>&1
     changed "dphys-swapfile disabled"
   fi
+  disable_rpi_swap
   if [ -n "$(swapon --show=NAME --noheadings 2>/dev/null)" ]; then
     swapoff -a
     changed "swap turned off"
@@ -97,52 +115,34 @@ configure_time_sync() {
   fi
 }
 
+# configure_pi_cmdline: adds the missing flags to cmdline.txt (one line), keeping a copy of the previous file.
 configure_pi_cmdline() {
-  local file="" candidate current updated flag
+  local file current updated flag
   [ "${#PI_CMDLINE_FLAGS[@]}" -eq 0 ] && return 0
-  for candidate in /boot/firmware/cmdline.txt /boot/cmdline.txt; do
-    if [ -f "$candidate" ]; then
-      file=$candidate
-      break
-    fi
-  done
-  if [ -z "$file" ]; then
-    echo "error: no cmdline.txt in /boot/firmware or /boot; is this a Raspberry Pi?" >&2
-    exit 1
-  fi
+  file=$(pi_cmdline_file)
   current=$(head -n 1 "$file")
   updated=$current
   for flag in "${PI_CMDLINE_FLAGS[@]}"; do
-    case " $updated " in
-      *" $flag "*) ;;
-      *) updated="$updated $flag" ;;
-    esac
+    has_word "$updated" "$flag" || updated="$updated $flag"
   done
   if [ "$updated" != "$current" ]; then
     cp -p "$file" "$file.cookbook-bak"
-    printf '%s\n' "$updated" >"$file"
+    write_cmdline "$file" "$updated"
     changed "$file now has ${PI_CMDLINE_FLAGS[*]}"
-    REBOOT_REQUIRED=1
   fi
-}
-
-# Stops sshd from accepting new connections before the reboot is scheduled, so the next step's
-# dial can only succeed once the host is back (this session's own process is left running).
-schedule_reboot() {
-  systemctl stop ssh.socket ssh.service >/dev/null 2>&1 || true
-  systemd-run --quiet --on-active=2 --timer-property=AccuracySec=100ms systemctl reboot
-  changed "reboot scheduled to apply the kernel command line"
 }
 
 set_hostname
 apt_install "${PACKAGES[@]}"
+install_docker
 disable_swap
 if [ "$KUBERNETES_NETWORKING" = 1 ]; then
   configure_kubernetes_networking
 fi
 configure_time_sync
 configure_pi_cmdline
-print_facts "$REBOOT_REQUIRED"
-if [ "$REBOOT_REQUIRED" = 1 ]; then
-  schedule_reboot
+print_facts 0
+if [ "${#PI_CMDLINE_FLAGS[@]}" -gt 0 ]; then
+  # What the reboot step will find: its input, so that it runs whenever this changed.
+  printf 'COOKBOOK_PENDING_FLAGS=%s\n' "$(flags_not_running | tr '\n' ' ')"
 fi

@@ -18,6 +18,22 @@ install_file() {
   fi
 }
 
+# A fresh host (a Pi's first boot) runs apt-daily/unattended-upgrades: wait for their locks, don't fail.
+APT_LOCK_TIMEOUT=600
+
+# apt_update: `apt-get update`, waiting up to APT_LOCK_TIMEOUT s for the package lists lock (apt-get update
+# does not honour DPkg::Lock::Timeout, checked with apt 2.6: it fails at once while another apt holds it).
+apt_update() {
+  local deadline=$((SECONDS + APT_LOCK_TIMEOUT)) output
+  until output=$(apt-get update -qq 2>&1); do
+    if [ "$SECONDS" -ge "$deadline" ] || ! grep -q 'Could not get lock' <<<"$output"; then
+      printf '%s\n' "$output" >&2
+      return 1
+    fi
+    sleep 3
+  done
+}
+
 # apt_install PKG...: installs the packages that are missing, in one apt transaction.
 apt_install() {
   local missing=() package
@@ -26,7 +42,7 @@ apt_install() {
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_update
+  apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   changed "installed ${missing[*]}"
 }

@@ -1,5 +1,16 @@
 # CQL helpers for the schema job (cassandra image: cqlsh talks to the ring through its headless Service).
-cql() { cqlsh "${CASSANDRA_HOST}" "${CQL_PORT}" --request-timeout=60 -e "$1"; }
+# cqlsh -e exits 2 when the statement fails (cqlshlib/cqlshmain.py: batch mode with a statement error).
+cql() { cqlsh "${CASSANDRA_HOST}" "${CQL_PORT}" --request-timeout="${REQUEST_TIMEOUT}" -e "$1"; }
+
+# The rows of a SELECT of two or more columns as `a|b|...`: cqlsh prints a header line, a rule and one
+# ` a | b ` line per row (values padded), then "(N rows)".
+cql_rows() {
+  cql "$1" | awk -F'|' 'NF > 1 && ++lines > 1 {
+    row = ""
+    for (i = 1; i <= NF; i++) { field = $i; gsub(/^ +| +$/, "", field); row = row (i > 1 ? "|" : "") field }
+    print row
+  }'
+}
 
 wait_for_cql() {
   local deadline=$((SECONDS + WAIT_SECONDS))
@@ -10,13 +21,5 @@ wait_for_cql() {
     fi
     echo "waiting for Cassandra at ${CASSANDRA_HOST}:${CQL_PORT}"
     sleep 5
-  done
-}
-
-missing_tables() {
-  local present
-  present=$(cql "SELECT table_name FROM system_schema.tables WHERE keyspace_name = '${KEYSPACE}'")
-  for table in "${REQUIRED_TABLES[@]}"; do
-    grep -qw -- "${table}" <<<"${present}" || echo "${table}"
   done
 }

@@ -1,0 +1,229 @@
+"""Pure renderers of everything an etcd member runs: the env file, the units, and the steps' scripts.
+
+Inputs in, text out: tests call them directly, shellcheck the scripts and `systemd-analyze verify` the units.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from components.shared.scripts import render_script, template
+
+if TYPE_CHECKING:
+    from components.etcd.cluster import EtcdClusterArgs
+
+SERVICE = "cookbook-etcd"
+SNAPSHOT_UNIT = "cookbook-etcd-snapshot"
+CONFIG_DIR = "/etc/cookbook-etcd"
+PKI_DIR = f"{CONFIG_DIR}/pki"
+DATA_ROOT = "/var/lib/cookbook-etcd"
+LIB_DIR = "/usr/local/lib/cookbook-etcd"
+CONFIG_HASH_PATH = f"{LIB_DIR}/config-hash"
+RUN_DIR = "/run/cookbook-etcd"  # the unit's RuntimeDirectory
+UNIT_PATH = f"/etc/systemd/system/{SERVICE}.service"
+PACKAGE_BINARIES = ("/usr/bin/etcd", "/usr/bin/etcdctl")
+TARBALL_BINARIES = ("/usr/local/bin/etcd", "/usr/local/bin/etcdctl")
+# Debian architecture -> Go's GOARCH, the value etcd expects in ETCD_UNSUPPORTED_ARCH.
+GO_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386",
+           "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def url(address: str, port: int) -> str:
+    try:
+        if ipaddress.ip_address(address).version == 6:
+            return f"https://[{address}]:{port}"
+    except ValueError:
+        pass
+    return f"https://{address}:{port}"
+
+
+def listen_host(address: str) -> str:
+    """etcd binds listen URLs to IPs only: a member known by DNS name listens on all addresses."""
+    try:
+        ipaddress.ip_address(address)
+        return address
+    except ValueError:
+        return "0.0.0.0"
+
+
+def _fill(relative_path: str, **values: str | int) -> str:
+    return string.Template(template(relative_path)).substitute(values).rstrip("\n")
+
+
+def binaries(args: EtcdClusterArgs) -> tuple[str, str]:
+    if args.install == "tarball":
+        return TARBALL_BINARIES
+    if args.install == "preinstalled":
+        return args.preinstalled_binaries
+    return PACKAGE_BINARIES
+
+
+def data_dir(member: str) -> str:
+    return f"{DATA_ROOT}/{member}"
+
+
+def started_record(member: str) -> str:
+    return f"{RUN_DIR}/started-{member}"
+
+
+def listen_client_urls(address: str, port: int) -> str:
+    """The member's address, plus loopback for local tools. Listening on all addresses (a DNS-named
+    member) already covers loopback: naming it again would bind the port twice."""
+    listen = listen_host(address)
+    if listen == "0.0.0.0":
+        return url(listen, port)
+    return f"{url(listen, port)},{url('127.0.0.1', port)}"
+
+
+def render_env_file(args: EtcdClusterArgs, member: str, address: str) -> str:
+    """The env file; the member step adds ETCD_UNSUPPORTED_ARCH when the installed binary needs it."""
+    return _fill(
+        "etcd/etcd.env", member=member, data_dir=data_dir(member),
+        listen_peer_urls=url(listen_host(address), args.peer_port), peer_url=url(address, args.peer_port),
+        listen_client_urls=listen_client_urls(address, args.client_port),
+        client_url=url(address, args.client_port), cluster_token=args.cluster_token, pki_dir=PKI_DIR,
+        heartbeat_interval=args.heartbeat_interval, election_timeout=args.election_timeout,
+        auto_compaction_mode=args.auto_compaction_mode, auto_compaction_retention=args.auto_compaction_retention,
+    )
+
+
+def bootstrap_membership(args: EtcdClusterArgs, names: Sequence[str], addresses: Mapping[str, str]) -> str:
+    """The membership file of a bootstrap member: only ever read when etcd creates its data dir."""
+    initial = ",".join(f"{name}={url(addresses[name], args.peer_port)}" for name in names)
+    return f"ETCD_INITIAL_CLUSTER={initial}\nETCD_INITIAL_CLUSTER_STATE=new"
+
+
+def render_unit(args: EtcdClusterArgs, member: str) -> str:
+    return _fill("etcd/etcd.service", member=member, config_dir=CONFIG_DIR, etcd_bin=binaries(args)[0],
+                 config_hash=CONFIG_HASH_PATH, started_record=started_record(member))
+
+
+def render_snapshot_units(args: EtcdClusterArgs, member: str) -> tuple[str, str]:
+    return (_fill("etcd/snapshot.service", member=member, service=SERVICE),
+            _fill("etcd/snapshot.timer", member=member, schedule=args.snapshot_schedule))
+
+
+def _common_params(args: EtcdClusterArgs) -> dict[str, Any]:
+    return {"PKI_DIR": PKI_DIR, "ETCDCTL_BIN": binaries(args)[1], "SNAPSHOT_DIR": args.snapshot_dir,
+            "SNAPSHOT_RETENTION": args.snapshot_retention}
+
+
+def render_snapshot_script(args: EtcdClusterArgs, member: str) -> str:
+    return render_script(
+        ["shared/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
+        {**_common_params(args), "MEMBER_NAME": member, "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port)},
+    )
+
+
+def run_files(args: EtcdClusterArgs) -> tuple[str, ...]:
+    """The files a member's etcd runs with: a change in any of them restarts it."""
+    return (f"{CONFIG_DIR}/etcd.env", UNIT_PATH, f"{PKI_DIR}/ca.crt", f"{PKI_DIR}/member.crt",
+            f"{PKI_DIR}/member.key", binaries(args)[0])
+
+
+def render_config_hash_script(args: EtcdClusterArgs) -> str:
+    return render_script(["etcd/config-hash.sh"], {"RUN_FILES": run_files(args)})
+
+
+def render_configure_script(args: EtcdClusterArgs, member: str, address: str, architecture: str,
+                            membership: str) -> str:
+    tarball = args.tarballs.get(architecture) if args.install == "tarball" else None
+    snapshot_service, snapshot_timer = render_snapshot_units(args, member)
+    return render_script(
+        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh", "etcd/restart.sh",
+         "etcd/configure.sh"],
+        {
+            **_common_params(args),
+            "INSTALL_MODE": args.install,
+            # Only a tarball is checked against the version: other modes' inputs do not depend on it.
+            "ETCD_VERSION": args.version if args.install == "tarball" else "",
+            "ETCD_BIN": binaries(args)[0],
+            "GO_ARCH": GO_ARCH.get(architecture, architecture),
+            "TARBALL_PATH": tarball_remote_path(args, architecture) if tarball else "",
+            "TARBALL_SHA256": tarball.sha256 if tarball else "",
+            "MEMBER_NAME": member,
+            "CONFIG_DIR": CONFIG_DIR,
+            "DATA_ROOT": DATA_ROOT,
+            "SERVICE": SERVICE,
+            "SNAPSHOT_UNIT": SNAPSHOT_UNIT,
+            "ENV_CONTENT": render_env_file(args, member, address),
+            "MEMBERSHIP_CONTENT": membership,
+            "UNIT_CONTENT": render_unit(args, member),
+            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member),
+            "CONFIG_HASH_SCRIPT": render_config_hash_script(args),
+            "CONFIG_HASH_PATH": CONFIG_HASH_PATH,
+            "STARTED_RECORD": started_record(member),
+            "SNAPSHOT_SERVICE_CONTENT": snapshot_service,
+            "SNAPSHOT_TIMER_CONTENT": snapshot_timer,
+            "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port),
+            "HEALTH_TIMEOUT": args.health_timeout,
+        },
+    )
+
+
+def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: Sequence[str]) -> str:
+    """`seeds`: addresses of current members that are members before this one joins."""
+    return render_script(
+        ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/join.sh"],
+        {
+            **_common_params(args),
+            "MEMBER_NAME": member,
+            "PEER_URL": url(address, args.peer_port),
+            "SEED_ENDPOINTS": ",".join(url(seed, args.client_port) for seed in seeds),
+            "CONFIG_DIR": CONFIG_DIR,
+            "DATA_DIR": data_dir(member),
+            "SERVICE": SERVICE,
+            "SNAPSHOT_UNIT": SNAPSHOT_UNIT,
+            "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port),
+            "TIMEOUT": args.health_timeout,
+        },
+    )
+
+
+def render_remove_script(args: EtcdClusterArgs, target: str, target_address: str, address_reused: bool) -> str:
+    """`address_reused`: a current member has the target's address, so an unnamed (never started) entry at
+    that peer URL is that member's learner, not the target's."""
+    return render_script(
+        ["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"],
+        {
+            **_common_params(args),
+            "TARGET_NAME": target,
+            "TARGET_PEER_URL": "" if address_reused else url(target_address, args.peer_port),
+            "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port),
+        },
+    )
+
+
+def render_health_script(args: EtcdClusterArgs, members: Mapping[str, str]) -> str:
+    return render_script(
+        ["shared/common.sh", "etcd/common.sh", "etcd/health.sh"],
+        {
+            **_common_params(args),
+            "ENDPOINTS": ",".join(url(address, args.client_port) for address in members.values()),
+            "EXPECTED_MEMBERS": tuple(members),
+            "TIMEOUT": args.health_timeout,
+        },
+    )
+
+
+def render_etcdctl_env(args: EtcdClusterArgs, addresses: Sequence[str],
+                       client_urls: Sequence[str] | None = None) -> str:
+    """`client_urls` replaces the members' URLs (address + client port) when clients reach them elsewhere, e.g.
+    the local recipe's members through their published loopback ports."""
+    endpoints = ",".join(client_urls if client_urls is not None
+                         else [url(address, args.client_port) for address in addresses])
+    return (
+        "# Source after saving the ca, client cert and client key outputs into $ETCD_PKI_DIR (default: .)\n"
+        "export ETCDCTL_API=3\n"
+        f"export ETCDCTL_ENDPOINTS={endpoints}\n"
+        'export ETCDCTL_CACERT="${ETCD_PKI_DIR:-.}/etcd-ca.crt"\n'
+        'export ETCDCTL_CERT="${ETCD_PKI_DIR:-.}/etcd-client.crt"\n'
+        'export ETCDCTL_KEY="${ETCD_PKI_DIR:-.}/etcd-client.key"\n'
+    )
+
+
+def tarball_remote_path(args: EtcdClusterArgs, architecture: str) -> str:
+    return f"/var/tmp/cookbook-etcd-v{args.version}-linux-{architecture}.tar.gz"

@@ -1,0 +1,84 @@
+# Adds this server to a running ensemble by dynamic reconfiguration (ZooKeeper's documented incremental
+# mode): it starts with the live membership plus itself, syncs as a non-voting follower, and becomes a voter
+# with `reconfig -add` through the ensemble. Safe to re-run at any point. Reads the super user's password
+# on stdin (reconfiguration needs it; it goes to the client's stdin, never to a command line).
+# Parameters: SERVER_NAME, OWN_LINE, SEED_ENDPOINTS, CONFIG_DIR, RUNTIME_DIR, SERVICE, CLIENT_PORT,
+# TIMEOUT; $CONFIG_DIR/install.env (the install step's record) names ZOOKEEPER_CLI_CLASSPATH.
+PASSWORD=
+SEED=
+
+# zk_cli ENDPOINT COMMAND...: runs ZooKeeper's command line client with the commands on its stdin.
+zk_cli() {
+  local server=$1
+  shift
+  printf '%s\n' "$@" quit | timeout 60 /usr/bin/java -cp "$(cli_classpath)" org.apache.zookeeper.ZooKeeperMain \
+    -server "$server" 2>/dev/null
+}
+
+cli_classpath() {
+  sed -n 's/^ZOOKEEPER_CLI_CLASSPATH=//p' "$CONFIG_DIR/install.env"
+}
+
+find_seed() {
+  local seed
+  for seed in "${SEED_ENDPOINTS[@]}"; do
+    if is_serving "$seed"; then
+      SEED=$seed
+      return 0
+    fi
+  done
+  return 1
+}
+
+live_membership() {
+  zk_cli "$SEED" config | grep -E '^server\.[0-9]+=' | sort -u
+}
+
+is_voting_member() {
+  live_membership | grep -qxF "$OWN_LINE"
+}
+
+add_voter() {
+  is_voting_member || zk_cli "$SEED" "addauth digest super:$PASSWORD" "reconfig -add $OWN_LINE" | grep -q '^Committed new configuration'
+}
+
+join() {
+  local own_id=${OWN_LINE%%=*} members
+  IFS= read -r PASSWORD || true
+  if [ -z "$PASSWORD" ]; then
+    printf 'error: expected the super user password on stdin\n' >&2
+    exit 1
+  fi
+  wait_until "$TIMEOUT" "a serving member of the ensemble (${SEED_ENDPOINTS[*]})" find_seed
+  if ! is_voting_member; then
+    if [ ! -f "$RUNTIME_DIR/zoo.cfg" ]; then
+      members=$(live_membership | grep -v "^$own_id=" || true)
+      if [ -z "$members" ]; then
+        printf 'error: could not read the membership from %s\n' "$SEED" >&2
+        exit 1
+      fi
+      # Not through a pipe: install_file must run in this shell to set FILE_CHANGED.
+      install_file "$CONFIG_DIR/membership-$SERVER_NAME.dynamic" 0644 <<<"$(printf '%s\n%s' "$members" "$OWN_LINE")"
+      if [ "$FILE_CHANGED" -eq 1 ]; then
+        printf '%s starts as a non-voting follower of: %s\n' "$SERVER_NAME" "$(tr '\n' ' ' <<<"$members")"
+      fi
+    fi
+  fi
+  if ! systemctl is-enabled --quiet "$SERVICE"; then
+    systemctl enable --quiet "$SERVICE"
+    changed "enabled $SERVICE"
+  fi
+  if ! systemctl is-active --quiet "$SERVICE"; then
+    systemctl start "$SERVICE"
+    changed "started $SERVICE"
+  fi
+  wait_until "$TIMEOUT" "$SERVER_NAME to sync with the leader" is_serving "127.0.0.1:$CLIENT_PORT"
+  if ! is_voting_member; then
+    wait_until "$TIMEOUT" "the ensemble to accept $SERVER_NAME as a voter (reconfig -add)" add_voter
+    changed "added $SERVER_NAME to the ensemble: $OWN_LINE"
+  fi
+  wait_until "$TIMEOUT" "$SERVER_NAME to serve as a voter" is_serving "127.0.0.1:$CLIENT_PORT"
+  printf '%s is a voting member (%s)\n' "$SERVER_NAME" "$OWN_LINE"
+}
+
+join

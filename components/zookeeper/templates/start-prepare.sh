@@ -1,0 +1,25 @@
+# Runs as root before every start of the server (the unit's ExecStartPre). With dynamic reconfiguration on,
+# ZooKeeper rewrites the file it was started with and writes its membership to new files beside it, so it
+# owns RUNTIME_DIR: this writes its copy of the settings and points it at its newest membership file (the
+# membership record only before its first start), then records the configuration it starts with.
+# Parameters: SERVER_NAME, CONFIG_DIR, RUNTIME_DIR, STARTED_WITH, SERVICE.
+prepare_runtime_config() {
+  local runtime="$RUNTIME_DIR/zoo.cfg" pointer=""
+  install -d -m 0750 -o zookeeper -g zookeeper "$RUNTIME_DIR"
+  if [ -f "$runtime" ]; then
+    pointer=$(sed -n 's/^dynamicConfigFile=//p' "$runtime" | tail -n 1)
+  fi
+  if [ -z "$pointer" ] || [ ! -f "$pointer" ]; then
+    pointer="$CONFIG_DIR/membership-$SERVER_NAME.dynamic"
+  fi
+  if [ ! -f "$pointer" ]; then
+    printf 'error: %s is not a member yet (no %s): its join step adds it\n' "$SERVER_NAME" "$pointer" >&2
+    exit 1
+  fi
+  { cat "$CONFIG_DIR/zoo.cfg"; printf 'dynamicConfigFile=%s\n' "$pointer"; } >"$runtime.tmp"
+  chown zookeeper:zookeeper "$runtime.tmp"
+  mv -f "$runtime.tmp" "$runtime"
+  config_hash >"$STARTED_WITH"
+}
+
+prepare_runtime_config

@@ -1,0 +1,434 @@
+"""Kubernetes (k3s): the resource graph, secrets, facts checks, the pinned flag list, rendered text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+from components.kubernetes import cluster as k8s
+from components.kubernetes import render
+from components.kubernetes.gate import GATE_FUNCTION, control_plane_gate
+from components.nodes.gates import gate_params
+from tests.harness.fixtures import FAKE_PRIVATE_KEY, evaluate_stack
+from tests.harness.program import ROOT, run_program
+from tests.harness.recording import FAKE_FACTS, FAKE_K3S_KUBECONFIG, RecordingMocks, plain_strings, unwrap_secrets
+from tests.harness.tls import emulate_tls
+from tests.harness.validators import shellcheck_findings, systemd_verify
+
+FLAGS = json.loads((ROOT / "tests" / "data" / f"k3s-flags-{render.K3S_VERSION}.json").read_text())
+ADDRESSES = {"cp-a": "10.9.0.1", "cp-b": "10.9.0.2", "cp-c": "10.9.0.3", "w-a": "10.9.0.4", "w-b": "10.9.0.5"}
+SERVERS, AGENTS = ["cp-a", "cp-b", "cp-c"], ["w-a", "w-b"]
+SECRET_MARKER = "FAKE-KEY-FOR-TESTS-ONLY"
+
+
+class FactsMocks(RecordingMocks):
+    """Recording mocks whose hosts report their own facts (by address), tls resources real keys and
+    certificates, and whose random passwords carry the fake-secret marker."""
+
+    def __init__(self, facts: dict[str, dict[str, Any]] | None = None):
+        super().__init__()
+        self.facts = facts or {}
+
+    def fake_outputs(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        if typ.startswith("tls:"):
+            return emulate_tls(typ, unwrap_secrets(dict(inputs)))
+        outputs = super().fake_outputs(typ, inputs)
+        host = (unwrap_secrets(inputs.get("connection")) or {}).get("host")
+        if typ.startswith("command:") and host in self.facts:
+            facts = {**FAKE_FACTS, **self.facts[host]}
+            outputs["stdout"] = outputs["stdout"].replace(f"COOKBOOK_FACTS={json.dumps(FAKE_FACTS)}",
+                                                          f"COOKBOOK_FACTS={json.dumps(facts)}")
+        return outputs
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        resource_id, outputs = super().new_resource(args)
+        if args.typ.startswith("random:"):
+            outputs["result"] = f"{SECRET_MARKER}-{args.name}"
+        return resource_id, outputs
+
+
+def stack_config(roles: dict[str, list[str]] | None = None, **kubernetes: Any) -> dict[str, Any]:
+    roles = roles or {**{n: ["etcd", "control-plane"] for n in SERVERS}, **{n: ["worker"] for n in AGENTS}}
+    return {
+        "nodes": [{"name": name, "address": ADDRESSES[name], "roles": node_roles, "kind": "linux"}
+                  for name, node_roles in roles.items()],
+        "ssh_private_key": FAKE_PRIVATE_KEY,
+        "etcd": {"bootstrap": [name for name, node_roles in roles.items() if "etcd" in node_roles]},
+        "kubernetes": kubernetes,
+    }
+
+
+def evaluate(config: dict[str, Any], mocks: RecordingMocks | None = None, stack: str = "test") -> RecordingMocks:
+    mocks = mocks or FactsMocks()
+    run_program(mocks, config, stack=stack, secret_keys=["ssh_private_key"])
+    return mocks
+
+
+def dependencies(mocks: RecordingMocks) -> dict[str, set[str | None]]:
+    by_urn = {r.urn: r.name for r in mocks.resources}
+    return {r.name: {by_urn.get(d) for d in r.registration.dependencies} for r in mocks.resources}
+
+
+def script_of(resource_inputs: dict[str, Any]) -> str:
+    """The bash script a remote command runs (`[sudo -n] bash -c SCRIPT`)."""
+    words = shlex.split(resource_inputs["create"])
+    return words[words.index("-c") + 1]
+
+
+def header_value(script: str, name: str) -> str:
+    """A parameter of a rendered script, as bash sees it (the header is only assignments)."""
+    header = script.split("\nreadonly ", 1)[0]
+    done = subprocess.run(["bash", "-c", f'{header}\nprintf %s "${name}"'], capture_output=True, text=True,
+                          check=True)
+    return done.stdout
+
+
+# --- the resource graph -------------------------------------------------------------------------------------
+def test_graph_servers_after_the_etcd_gate_agents_after_the_servers_gate_last() -> None:
+    mocks = evaluate(stack_config())
+    cluster = mocks.named("kubernetes")
+    assert cluster.type == "cookbook:kubernetes:Cluster"
+    commands = sorted(r.name for r in mocks.of_type("command:remote:Command") if r.name.startswith("kubernetes-"))
+    assert commands == ["kubernetes-admin", "kubernetes-agent-w-a", "kubernetes-agent-w-b", "kubernetes-ready",
+                        "kubernetes-server-cp-a", "kubernetes-server-cp-b", "kubernetes-server-cp-c"]
+    for resource in mocks.resources:
+        if resource.name.startswith("kubernetes-"):
+            assert resource.parent == cluster.urn, resource.name
+    deps = dependencies(mocks)
+    for name in SERVERS:
+        assert {"etcd-health", f"{name}-prepare", "kubernetes-token"} <= deps[f"kubernetes-server-{name}"], name
+    assert "kubernetes-server-cp-a" in deps["kubernetes-server-cp-b"]  # one node at a time
+    assert "kubernetes-server-cp-b" in deps["kubernetes-server-cp-c"]
+    assert {"kubernetes-server-cp-c", "kubernetes-admin"} <= deps["kubernetes-agent-w-a"]  # after every server
+    assert "kubernetes-agent-w-a" in deps["kubernetes-agent-w-b"]
+    # The gate comes after the last node step, which comes after all the others.
+    assert "kubernetes-agent-w-b" in deps["kubernetes-ready"]
+    assert "kubernetes-server-cp-a" in deps["kubernetes-admin"]
+    for name in SERVERS:
+        assert mocks.named(f"kubernetes-server-{name}").inputs["connection"]["host"] == ADDRESSES[name]
+    assert mocks.named("kubernetes-ready").inputs["connection"]["host"] == ADDRESSES["cp-a"]
+
+
+def test_pi_home_puts_the_store_on_its_own_cluster_after_the_readiness_gate() -> None:
+    mocks = evaluate_stack("pi-home")
+    deps = dependencies(mocks)
+    provider = mocks.named("store-target-provider")
+    assert "kubernetes-ready" in deps["store-target-provider"]
+    kubeconfig = yaml.safe_load(provider.inputs["kubeconfig"])
+    assert kubeconfig["current-context"] == "pi-home"
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.168.1.21:6443"
+    cassandra = [r for r in mocks.resources if r.type == "kubernetes:apps/v1:StatefulSet"]
+    assert cassandra and all(r.registration.dependencies for r in cassandra)
+    assert [r.name for r in mocks.of_type("command:remote:Command") if r.name.startswith("kubernetes-server-")] == [
+        "kubernetes-server-pi-a"]
+    assert sorted(r.name for r in mocks.of_type("command:remote:Command")
+                  if r.name.startswith("kubernetes-agent-")) == ["kubernetes-agent-pi-b", "kubernetes-agent-pi-c"]
+
+
+def test_adding_or_removing_an_agent_leaves_every_server_step_untouched() -> None:
+    """A server's inputs depend on the server and the cluster settings, never on the other nodes."""
+    before = evaluate(stack_config())
+    grown = stack_config()
+    grown["nodes"] = [node for node in grown["nodes"] if node["name"] != "w-b"]
+    smaller = evaluate(grown)
+    inputs = {r.urn: r.registration.raw_inputs for r in smaller.resources}
+    for name in SERVERS:
+        resource = before.named(f"kubernetes-server-{name}")
+        # (stdin differs here only because the emulated pulumi-tls makes new keys on every evaluation)
+        for field in ("create", "connection", "logging"):
+            assert inputs[resource.urn][field] == resource.registration.raw_inputs[field], (name, field)
+
+
+def test_a_change_to_one_node_reruns_that_node_and_the_gate_only() -> None:
+    before = evaluate(stack_config())
+    changed = stack_config()
+    changed["nodes"][2]["roles"] = ["etcd", "control-plane", "worker"]  # cp-c now also runs pods
+    after = evaluate(changed)
+    creates = {r.name: r.inputs.get("create") for r in after.resources if r.name.startswith("kubernetes-")}
+    rerun = sorted(r.name for r in before.resources
+                   if r.name.startswith("kubernetes-") and r.inputs.get("create") != creates.get(r.name))
+    assert rerun == ["kubernetes-ready", "kubernetes-server-cp-c"]
+
+
+# --- secrets ------------------------------------------------------------------------------------------------
+def test_token_etcd_client_key_and_kubeconfig_never_appear_in_plain_inputs() -> None:
+    mocks = evaluate(stack_config())
+    key = mocks.named("etcd-apiserver-key")  # the kube-apiserver's etcd client key (pulumi-tls, emulated)
+    server = mocks.named("kubernetes-server-cp-a")
+    key_body = server.inputs["stdin"].split("==> datastore-client.key <==\n", 1)[1].splitlines()[1]
+    assert key.type == "tls:index/privateKey:PrivateKey" and len(key_body) > 40
+    leaks = [r.name for r in mocks.resources
+             if any(SECRET_MARKER in text or key_body in text for text in plain_strings(r.registration.raw_inputs))]
+    assert leaks == []
+    stdin = server.inputs["stdin"]
+    assert "==> token <==\nFAKE-KEY-FOR-TESTS-ONLY-kubernetes-token\n" in stdin
+    assert "==> datastore-client.key <==\n-----BEGIN EC PRIVATE KEY-----" in stdin
+    agent = mocks.named("kubernetes-agent-w-a")
+    assert "==> admin.kubeconfig <==" in agent.inputs["stdin"] and "datastore" not in agent.inputs["stdin"]
+    for name in ("kubernetes-server-cp-a", "kubernetes-agent-w-a", "kubernetes-admin"):
+        resource = mocks.named(name)
+        assert resource.inputs["logging"] == "none", name
+        assert set(resource.registration.additional_secret_outputs) >= {"stdout", "stderr"}, name
+
+
+def test_outputs_are_secret_where_they_carry_credentials() -> None:
+    seen: dict[str, bool] = {}
+
+    def program() -> None:
+        import runpy
+
+        from pulumi.runtime import settings as pulumi_settings
+
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        exports = pulumi_settings.get_root_resource().outputs  # type: ignore[union-attr]
+        kubernetes = exports["kubernetes"]
+
+        async def check() -> bool:
+            for key in ("kubeconfig", "api_endpoint", "nodes"):
+                seen[key] = await pulumi.Output.from_input(kubernetes[key]).is_secret()
+            return True
+
+        pulumi.export("checked", pulumi.Output.from_input(asyncio.ensure_future(check())))
+
+    outputs = run_program(FactsMocks(), stack_config(), secret_keys=["ssh_private_key"], program=program)
+    assert outputs["checked"] is True
+    assert seen == {"kubeconfig": True, "api_endpoint": False, "nodes": False}
+    assert SECRET_MARKER in outputs["kubernetes"]["kubeconfig"]  # the credentials are in it (as a secret)
+
+
+# --- facts checks at the node's step ------------------------------------------------------------------------
+@pytest.mark.parametrize(("facts", "settings", "expected"), [
+    ({"memory_cgroup": False}, {}, "kubernetes: node w-a: the memory cgroup is off, and k3s cannot start without "
+                                   "it. Fix: add 'cgroup_memory=1 cgroup_enable=memory'"),
+    ({"wireguard": False, "kernel": "5.4.0-old"}, {"flannel": {"backend": "wireguard-native"}},
+     "kubernetes: node w-a: kubernetes.flannel.backend is wireguard-native but its kernel (5.4.0-old) has no "
+     "WireGuard"),
+])
+def test_a_node_k3s_cannot_run_on_fails_at_its_step_naming_it(facts: dict[str, Any], settings: dict[str, Any],
+                                                            expected: str) -> None:
+    mocks = FactsMocks({ADDRESSES["w-a"]: facts})
+    with pytest.raises(Exception, match="w-a") as failure:
+        evaluate(stack_config(**settings), mocks)
+    assert expected in str(failure.value)
+    registered = {r.name for r in mocks.resources}
+    assert "kubernetes-agent-w-a" not in registered and "kubernetes-agent-w-b" not in registered
+    assert "kubernetes-server-cp-a" in registered  # the other nodes' steps are unaffected
+
+
+def test_architectures_pick_their_airgap_assets(tmp_path: Path) -> None:
+    assets = {}
+    for arch in ("arm64", "armhf"):
+        for kind in ("binary", "images"):
+            (tmp_path / f"{kind}-{arch}").write_text(f"{kind} {arch}")
+        assets[arch] = {"binary": {"path": str(tmp_path / f"binary-{arch}"), "sha256": "a" * 64},
+                        "images": {"path": str(tmp_path / f"images-{arch}"), "sha256": "b" * 64}}
+    mocks = FactsMocks({ADDRESSES["w-b"]: {"architecture": "armhf"}, ADDRESSES["cp-b"]: {"usr_read_only": True}})
+    evaluate(stack_config(install="airgap", airgap=assets), mocks)
+    uploads = {r.name: r.inputs for r in mocks.of_type("command:remote:CopyToRemote")}
+    assert uploads["kubernetes-binary-w-b"]["source"].path == str(tmp_path / "binary-armhf")
+    assert uploads["kubernetes-binary-w-b"]["remotePath"].endswith("-armhf")
+    assert uploads["kubernetes-images-w-a"]["source"].path == str(tmp_path / "images-arm64")
+    deps = dependencies(mocks)
+    assert {"kubernetes-binary-w-b", "kubernetes-images-w-b"} <= deps["kubernetes-agent-w-b"]
+    script = script_of(mocks.named("kubernetes-agent-w-b").inputs)
+    assert header_value(script, "BINARY_SHA256") == "a" * 64 and header_value(script, "ARCH") == "armhf"
+    # /usr read-only (Fedora CoreOS, Flatcar): the binary and the unit use /opt/bin.
+    coreos = script_of(mocks.named("kubernetes-server-cp-b").inputs)
+    assert header_value(coreos, "K3S_BIN") == "/opt/bin/k3s"
+    assert "ExecStart=/opt/bin/k3s server" in header_value(coreos, "UNIT_CONTENT")
+
+
+def test_a_missing_architecture_fails_naming_the_node(tmp_path: Path) -> None:
+    (tmp_path / "k3s").write_text("x")
+    asset = {"path": str(tmp_path / "k3s"), "sha256": "a" * 64}
+    mocks = FactsMocks({ADDRESSES["w-b"]: {"architecture": "armhf"}})
+    with pytest.raises(Exception, match="no binary and images for architecture 'armhf' of node w-b"):
+        evaluate(stack_config(install="airgap", airgap={"arm64": {"binary": asset, "images": asset}}), mocks)
+
+
+# --- the pinned flag list -----------------------------------------------------------------------------------
+def test_the_flag_list_is_the_pinned_versions_with_its_source() -> None:
+    source = FLAGS["source"]
+    assert source["tag"] == render.K3S_VERSION
+    assert source["repository"] == "https://github.com/k3s-io/k3s" and len(source["commit"]) == 40
+    assert {"datastore-endpoint", "flannel-backend", "secrets-encryption", "disable"} <= set(FLAGS["server"])
+    assert "flannel-backend" not in FLAGS["agent"] and "server" in FLAGS["agent"]
+
+
+def _flag_type_matches(kind: str, value: Any) -> bool:
+    return {"Bool": isinstance(value, bool), "Int": isinstance(value, int) and not isinstance(value, bool),
+            "String": isinstance(value, str),
+            "StringSlice": isinstance(value, str) or (isinstance(value, list)
+                                                      and all(isinstance(v, str) for v in value))}[kind]
+
+
+def test_every_rendered_config_key_is_a_flag_of_the_pinned_version(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    asset = {"path": str(tmp_path / "f"), "sha256": "a" * 64}
+    config = stack_config({"cp-a": ["etcd", "control-plane", "worker"], "cp-b": ["etcd", "control-plane"],
+                           "cp-c": ["etcd", "control-plane"], "w-a": ["worker"]},
+                          install="airgap", airgap={"arm64": {"binary": asset, "images": asset}},
+                          api={"name": "k8s.home.lan", "port": 6443}, flannel={"backend": "host-gw", "iface": "eth0"},
+                          disable=["traefik", "servicelb"], secrets_encryption=True, prefer_bundled_bin=False)
+    mocks = evaluate(config)
+    checked = 0
+    for resource in mocks.of_type("command:remote:Command"):
+        if not resource.name.startswith(("kubernetes-server-", "kubernetes-agent-")):
+            continue
+        role = "server" if "-server-" in resource.name else "agent"
+        rendered = yaml.safe_load(header_value(script_of(resource.inputs), "CONFIG_CONTENT"))
+        unknown = sorted(set(rendered) - set(FLAGS[role]))
+        assert unknown == [], (resource.name, unknown)
+        wrong = [key for key, value in rendered.items() if not _flag_type_matches(FLAGS[role][key]["type"], value)]
+        assert wrong == [], (resource.name, wrong)
+        checked += 1
+    assert checked == 4
+    server = yaml.safe_load(header_value(script_of(mocks.named("kubernetes-server-cp-a").inputs), "CONFIG_CONTENT"))
+    assert server["tls-san"] == ["10.9.0.1", "cp-a", "k8s.home.lan"]
+    assert server["datastore-endpoint"] == ",".join(f"https://{ADDRESSES[n]}:2379" for n in SERVERS)
+    assert server["node-label"] == ["cookbook.dev/control-plane=true", "cookbook.dev/worker=true"]
+    assert "node-taint" not in server  # control-plane and worker: schedules work
+    dedicated = yaml.safe_load(header_value(script_of(mocks.named("kubernetes-server-cp-b").inputs),
+                                            "CONFIG_CONTENT"))
+    assert dedicated["node-taint"] == [render.CONTROL_PLANE_TAINT]
+    agent = yaml.safe_load(header_value(script_of(mocks.named("kubernetes-agent-w-a").inputs), "CONFIG_CONTENT"))
+    assert agent["server"] == "https://k8s.home.lan:6443" and agent["flannel-iface"] == "eth0"
+
+
+def test_rendered_configs_are_sorted_yaml_built_from_data() -> None:
+    node = render.NodePlan("n", "10.0.0.1", ("worker",))
+    text = render.config_yaml(render.agent_config(node, render.ClusterSettings(), render.ApiAddress("10.0.0.2")))
+    keys = [line.split(":")[0] for line in text.splitlines() if line and line[0].isalpha()]
+    assert keys == sorted(keys)
+    assert yaml.safe_load(text)["prefer-bundled-bin"] is True
+
+
+# --- kubeconfig ---------------------------------------------------------------------------------------------
+def test_the_kubeconfig_points_at_the_api_and_is_named_after_the_stack() -> None:
+    text = render.rewrite_kubeconfig(FAKE_K3S_KUBECONFIG, render.ApiAddress("fd00::1").url, "pi-home")
+    document = yaml.safe_load(text)
+    assert document["clusters"] == [{"name": "pi-home", "cluster": {
+        "certificate-authority-data": "RkFLRS1DQQ==", "server": "https://[fd00::1]:6443"}}]
+    assert document["contexts"] == [{"name": "pi-home", "context": {"cluster": "pi-home", "user": "pi-home"}}]
+    assert document["current-context"] == "pi-home"
+    assert document["users"][0]["user"]["client-key-data"] == SECRET_MARKER
+    assert text == yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+    with pytest.raises(ValueError, match="not a kubeconfig"):
+        render.rewrite_kubeconfig("just text", "https://x:6443", "s")
+
+
+# --- scripts and units --------------------------------------------------------------------------------------
+SERVER = render.NodePlan("cp-a", "10.9.0.1", ("control-plane",))
+AGENT = render.NodePlan("w-a", "w-a.lan", ("worker",))
+API = render.ApiAddress("10.9.0.1")
+AIRGAP = render.AirgapArtifacts(render.Artifact("/tmp/k3s", "a" * 64), render.Artifact("/tmp/images", "b" * 64))
+SERVER_CONFIG = render.server_config(SERVER, render.ClusterSettings(), API, ["https://10.9.0.1:2379"])
+AGENT_CONFIG = render.agent_config(AGENT, render.ClusterSettings(), API)
+SCRIPTS = {
+    "server-online": render.render_node_script(SERVER, render.InstallPlan(), SERVER_CONFIG),
+    "server-airgap-opt-bin": render.render_node_script(
+        SERVER, render.InstallPlan(mode="airgap", airgap=AIRGAP, bin_dir="/opt/bin", architecture="arm64"),
+        SERVER_CONFIG, wireguard=True),
+    "agent-airgap": render.render_node_script(AGENT, render.InstallPlan(mode="airgap", airgap=AIRGAP), AGENT_CONFIG),
+    "agent-preinstalled": render.render_node_script(AGENT, render.InstallPlan(mode="preinstalled"), AGENT_CONFIG),
+    "admin": render.render_admin_script("/usr/local/bin", 300),
+    "ready": render.render_ready_script("/usr/local/bin", ["cp-a", "w-a"], 300),
+    "gate": "#!/usr/bin/env bash\nset -euo pipefail\n" + render.render_control_plane_gate("cp-a")
+            + "kubernetes_control_plane_gate\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_rendered_script_passes_shellcheck(name: str) -> None:
+    assert shellcheck_findings(SCRIPTS[name]) == ""
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_scripts_are_strict(name: str) -> None:
+    assert SCRIPTS[name].startswith("#!/usr/bin/env bash\n") and "\nset -euo pipefail\n" in SCRIPTS[name]
+
+
+def test_online_mode_runs_the_pinned_install_script_without_starting_anything() -> None:
+    script = SCRIPTS["server-online"]
+    assert header_value(script, "INSTALL_SCRIPT_URL") == \
+        "https://raw.githubusercontent.com/k3s-io/k3s/v1.34.7%2Bk3s1/install.sh"
+    assert header_value(script, "INSTALL_SCRIPT_SHA256") == render.INSTALL_SCRIPT_SHA256[render.K3S_VERSION]
+    assert "INSTALL_K3S_SKIP_ENABLE=true INSTALL_K3S_SKIP_START=true" in script
+    assert "INSTALL_K3S_VERSION=$K3S_VERSION INSTALL_K3S_EXEC=$ROLE" in script
+
+
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "k3s").write_text("#!/bin/sh\n")
+    (bin_dir / "k3s").chmod(0o755)
+    units = {"k3s.service": render.render_unit("server", str(bin_dir)),
+             "k3s-agent.service": render.render_unit("agent", str(bin_dir))}
+    assert systemd_verify(units, tmp_path) == ""
+    # Rendered for a node, the only complaint here is the binary this machine does not have.
+    assert systemd_verify({"k3s.service": render.render_unit("server", "/usr/local/bin")}, tmp_path) == \
+        "k3s.service: Command /usr/local/bin/k3s is not executable: No such file or directory"
+
+
+def test_units_are_the_installers() -> None:
+    unit = render.render_unit("agent", "/usr/local/bin").splitlines()
+    for line in ("Type=notify", "KillMode=process", "Delegate=yes", "User=root", "LimitNOFILE=1048576",
+                 "LimitNPROC=infinity", "LimitCORE=infinity", "TasksMax=infinity", "TimeoutStartSec=0",
+                 "Restart=always", "RestartSec=5s", "EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env",
+                 "ExecStartPre=-/sbin/modprobe br_netfilter", "ExecStart=/usr/local/bin/k3s agent"):
+        assert line in unit, line
+
+
+def test_the_control_plane_gate_is_a_node_health_gate() -> None:
+    gate = control_plane_gate("cp-a", timeout=120)
+    assert (gate.name, gate.function, gate.timeout) == ("kubernetes", GATE_FUNCTION, 120)
+    params = gate_params([gate], {"NODE_HOSTNAME": "cp-a"})
+    assert params["KUBERNETES_GATE_NODE"] == "cp-a" and params["GATE_FUNCTIONS"] == (GATE_FUNCTION,)
+    text = render.render_control_plane_gate("cp-a")
+    assert f"{GATE_FUNCTION}()" in text and "KUBERNETES_GATE_NODE=cp-a" in text
+
+
+def test_component_arguments_are_validated() -> None:
+    problems = k8s.validate(k8s.KubernetesClusterArgs(install="airgap"))
+    assert "nodes: no node has role control-plane; k3s needs at least one server" in problems
+    assert "datastore: k3s servers need the etcd datastore" in problems
+    assert any(p.startswith("airgap: the airgap install mode needs") for p in problems)
+
+
+def test_the_flag_extractor_reads_urfave_cli_flag_lists() -> None:
+    """tests/data/extract_k3s_flags.py on a small piece of Go in k3s's style: named flag variables, inline
+    flags with aliases, hidden flags and comments inside the list."""
+    from tests.data.extract_k3s_flags import list_items, named_flags
+
+    source = '''
+var (
+	NodeIPFlag = &cli.StringSliceFlag{
+		Name:    "node-ip",
+		Aliases: []string{"i"},
+		Usage:   "(agent/networking) IPv4/IPv6 addresses {to advertise}",
+	}
+)
+var ServerFlags = []cli.Flag{
+	NodeIPFlag,
+	// a comment with a brace {
+	&cli.BoolFlag{
+		Name:   "secrets-encryption",
+		Hidden: true,
+	},
+	&cli.IntFlag{Name: "https-listen-port", Value: 6443},
+}
+'''
+    flags = list_items(source, "var ServerFlags", named_flags({"server.go": source}))
+    assert flags == [
+        {"name": "node-ip", "type": "StringSlice", "aliases": ["i"], "hidden": False},
+        {"name": "secrets-encryption", "type": "Bool", "aliases": [], "hidden": True},
+        {"name": "https-listen-port", "type": "Int", "aliases": [], "hidden": False},
+    ]
