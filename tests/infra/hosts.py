@@ -453,6 +453,7 @@ class HostFleet:
         try:
             for leftover in _remove_leftovers():
                 log.warning("removed leftover from an earlier run: %s", leftover)
+            _ensure_inotify_instances()
             self._create_hosts()
             started = time.monotonic()
             self._boot_all()
@@ -557,6 +558,22 @@ def _acquire_fleet_lock(wait: float = 0.0) -> TextIO:
                 raise FleetBusyError(f"another HostFleet is running on this machine (holding {FLEET_LOCK})"
                                      ) from None
             time.sleep(0.5)
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+MIN_INOTIFY_INSTANCES = 1024
+
+
+def _ensure_inotify_instances() -> None:
+    """Every booted host's systemd and its services take inotify instances from root's shared budget (128 by
+    default): several fleets (lanes) at once run out ("Too many open files" at boot). Raised, never lowered."""
+    try:
+        current = int(INOTIFY_INSTANCES.read_text())
+        if current < MIN_INOTIFY_INSTANCES:
+            INOTIFY_INSTANCES.write_text(f"{MIN_INOTIFY_INSTANCES}\n")
+            log.info("raised fs.inotify.max_user_instances from %d to %d", current, MIN_INOTIFY_INSTANCES)
+    except OSError as error:
+        log.warning("cannot check fs.inotify.max_user_instances: %s", error)
 
 
 def cleanup_stale() -> list[str]:
