@@ -16,7 +16,7 @@ DEPLOY_FLAGS := $(if $(YES),--yes)
 TEST_APT_PACKAGES := systemd-container debootstrap apt-utils iproute2 openssh-client shellcheck yamllint \
 	etcd-server etcd-client nodejs ignition docker.io
 
-.PHONY: help venv up preview destroy stack render s3-smoke test test-deps lint unit integration bench clean
+.PHONY: help venv up preview destroy stack render s3-smoke test test-deps lint unit integration bench mutate clean
 
 help:
 	@echo "make up STACK=<name>     set up what is missing (.venv, the Pulumi CLI), preview with the policy pack,"
@@ -26,7 +26,7 @@ help:
 	@echo "make test                install test dependencies, then run lint, unit and integration tests"
 	@echo "make render STACK=<name> write every Kubernetes object of the stack to build/manifests/<name>/"
 	@echo "make s3-smoke STACK=<name> bucket/object round trip against a deployed object store"
-	@echo "make unit | integration | lint | bench"
+	@echo "make unit | integration | lint | bench | mutate (does the suite kill tools/mutations.yaml?)"
 
 # The program's environment from requirements.txt, exactly what Pulumi's pip toolchain installs (Pulumi.yaml).
 $(VENV)/.installed: requirements.txt
@@ -102,6 +102,10 @@ integration: test-deps
 	$(PYTHON) -m pytest -q -m integration tests
 
 test: lint unit integration
+
+# Each mutation of tools/mutations.yaml in a scratch copy against the suite; prints which survived (minutes).
+mutate: test-deps
+	$(PYTHON) -m tools.mutate --jobs 2
 
 bench: test-deps
 	$(PYTHON) -m tests.bench

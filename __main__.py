@@ -9,25 +9,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
 
 from components.cloud import CloudFleet, CloudFleetArgs
 from components.cloud.config import CREDENTIAL_KEYS, CloudConfig
+from components.cloud.fleet import SSH_PORT
 from components.etcd.cluster import EtcdCluster
 from components.etcd.config import EtcdConfig
 from components.etcd.gate import etcd_gate
 from components.kubernetes import Datastore, KubernetesCluster, KubernetesNode
 from components.kubernetes.config import KubernetesConfig
-from components.kubernetes.gate import control_plane_gate
+from components.kubernetes.gate import control_plane_gate, worker_gate
 from components.local.cluster import LocalCluster, LocalClusterArgs, store_transformations
-from components.local.engine import require_engine
+from components.local.engine import require_amd64, require_engine
 from components.mesos.cluster import DockerHost, MesosCluster
 from components.mesos.config import AGENT_ROLE, MASTER_ROLE, MesosConfig
 from components.nodes.config import SERIAL_REBOOT_ROLES
 from components.nodes.gates import HealthGate
 from components.nodes.host import PI_CGROUP_FLAGS, Host, HostArgs, RaspberryPi, RaspberryPiArgs, SshConnection
+from components.shared.connection import SECONDS_PER_DIAL
 from components.shared.kubernetes import KubernetesTarget, KubernetesTargetArgs
 from components.shared.validation import ConfigError
 from components.stack import NAMESPACE, NodeConfig, StackConfig, parse_stack_config
@@ -78,8 +81,14 @@ def node_gates(config: StackConfig, node: NodeConfig) -> tuple[HealthGate, ...]:
         gates.append(etcd_gate(config.etcd.cluster))
     if config.zookeeper is not None and node.name in config.zookeeper.servers:
         gates.append(zookeeper_gate(config.zookeeper.ensemble, node.name))
-    if config.kubernetes is not None and node.name in config.kubernetes.servers:
-        gates.append(control_plane_gate(node.name, config.kubernetes.cluster.ready_timeout))
+    kubernetes = config.kubernetes
+    if kubernetes is not None and node.name in kubernetes.servers:
+        addresses = {other.name: other.address for other in config.nodes}  # (a cloud node's is not known here)
+        others = {name: addresses[name] for name in kubernetes.servers if name != node.name and name in addresses}
+        gates.append(control_plane_gate(node.name, others, kubernetes.cluster.api_port,
+                                        kubernetes.cluster.ready_timeout))
+    elif kubernetes is not None and node.name in kubernetes.agents:
+        gates.append(worker_gate(node.name, kubernetes.cluster.ready_timeout))
     return tuple(gates)
 
 
@@ -114,10 +123,13 @@ def build_hosts(config: StackConfig, gone: set[str]) -> dict[str, Host]:
     return hosts
 
 
-def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host]) -> EtcdCluster:
-    """The etcd cluster on the nodes with role etcd (those in etcd.removed have no Host)."""
+def build_etcd(etcd: EtcdConfig, hosts: dict[str, Host],
+               cloud_addresses: Mapping[str, pulumi.Input[str]] | None = None) -> EtcdCluster:
+    """The etcd cluster on the nodes with role etcd (those in etcd.removed have no Host). A removed cloud
+    member's address is its VM's (`cloud_addresses`): its cloud.nodes entry stays, as a removed node's does."""
     members = [hosts[name] for name in etcd.members]
-    return EtcdCluster("etcd", dataclasses.replace(etcd.cluster, members=members))
+    removed = {**etcd.cluster.removed, **{name: (cloud_addresses or {})[name] for name in etcd.removed_unaddressed}}
+    return EtcdCluster("etcd", dataclasses.replace(etcd.cluster, members=members, removed=removed))
 
 
 def build_zookeeper(zookeeper: ZooKeeperConfig, hosts: dict[str, Host]) -> ZooKeeperEnsemble:
@@ -177,17 +189,47 @@ def build_store(store: StoreConfig, cluster_kubeconfig: pulumi.Output[str] | Non
 
 
 def build_cloud(cloud: CloudConfig, config: StackConfig) -> CloudFleet:
-    """The cloud nodes (key pair, security group, VMs). Phase 1 of issue 10: they are created and exported;
-    handing them to the node, etcd and Kubernetes recipes comes next."""
+    """The cloud nodes (key pair, security group, VMs booted with their host keys)."""
     return CloudFleet("cloud", CloudFleetArgs(
         cloud=cloud, prefix=f"cookbook-{pulumi.get_stack()}",
         credential_keys=tuple(f"{NAMESPACE}:{key}" for key in CREDENTIAL_KEYS),
-        kubernetes_networking=config.prepare.kubernetes_networking))
+        kubernetes_networking=config.prepare.kubernetes_networking,
+        # The store's Kubernetes provider runs here, on the operator's machine: it needs the API.
+        api_from_operator=config.store is not None))
+
+
+def build_cloud_hosts(config: StackConfig, fleet: CloudFleet, gone: set[str]) -> dict[str, Host]:
+    """A Host per cloud node (none for removed members): the node layer over SSH to the VM's address (so every
+    step waits for the VM), as the image's login user through `sudo -n`, the host key its first boot wrote
+    pinned. A VM just started is still booting: its steps dial as long as a Pi's reboot may take."""
+    secrets, ssh = config.secrets, config.ssh
+    hosts: dict[str, Host] = {}
+    for name, node in fleet.hosts.items():
+        if name in gone:
+            continue
+        connection = SshConnection(
+            host=node.address, port=SSH_PORT, user=node.user,
+            private_key=pulumi.Output.secret(secrets.private_key) if secrets.private_key else None,
+            private_key_passphrase=(pulumi.Output.secret(secrets.private_key_passphrase)
+                                    if secrets.private_key_passphrase else None),
+            host_key=node.host_key, proxy=ssh.proxy,
+            dial_error_limit=max(ssh.dial_error_limit, ssh.reboot_timeout // SECONDS_PER_DIAL),
+            per_dial_timeout=ssh.per_dial_timeout)
+        hosts[name] = Host(name, HostArgs(
+            connection=connection, hostname=name,
+            packages=() if node.coreos else config.prepare.packages,  # CoreOS: no package manager
+            time_servers=config.prepare.time_servers, kubernetes_networking=config.prepare.kubernetes_networking))
+    return hosts
 
 
 def build_local(args: LocalClusterArgs) -> LocalCluster:
     """The local stack on this machine's Docker engine, once the engine answered, and its outputs."""
     require_engine(os.environ)  # before anything is declared: a missing engine is one clear error
+    if args.mesos is not None:
+        try:
+            require_amd64(os.environ)  # Mesos's images are amd64 only: the engine says what it is
+        except ConfigError as error:
+            raise pulumi.RunError(str(error)) from None
     local = LocalCluster("local", dataclasses.replace(args, context=pulumi.get_stack()))
     etcd = local.etcd
     pulumi.export("etcd", {
@@ -203,6 +245,9 @@ def build_local(args: LocalClusterArgs) -> LocalCluster:
             "api_endpoint": kubernetes.api_endpoint, "kubeconfig": kubernetes.kubeconfig,
             "nodes": kubernetes.node_names, "servers": kubernetes.servers, "agents": kubernetes.agents,
         })
+    if local.mesos is not None:
+        pulumi.export("mesos", {"master_urls": local.mesos.master_urls, "marathon_urls": local.mesos.marathon_urls,
+                                "zookeeper_url": local.mesos.zookeeper_url})
     pulumi.export("local", {"docker": local.docker_objects, "registry": local.registry})
     return local
 
@@ -215,15 +260,19 @@ def main() -> None:
         raise pulumi.RunError(str(error)) from None  # the message says it all; no traceback
     local = build_local(config.local) if config.local is not None else None
     gone = set(config.etcd.removed) if config.etcd else set()  # removed etcd members: nothing runs on them
+    gone |= set(config.zookeeper.removed) if config.zookeeper else set()  # removed ZooKeeper servers: likewise
     hosts = build_hosts(config, gone)
-    pulumi.export("nodes", {name: host.outputs() for name, host in hosts.items()})
+    cloud_addresses: dict[str, pulumi.Input[str]] = {}
     if config.cloud is not None:
         fleet = build_cloud(config.cloud, config)
+        hosts |= build_cloud_hosts(config, fleet, gone)  # VMs -> hosts: the same node layer as `nodes`
+        cloud_addresses = {name: host.address for name, host in fleet.hosts.items()}
         pulumi.export("cloud_nodes", {name: {"address": host.address, "user": host.user, "os": host.os,
-                                             "roles": list(host.roles)}
+                                             "roles": list(host.roles), "host_key": host.host_key}
                                       for name, host in fleet.hosts.items()})
+    pulumi.export("nodes", {name: host.outputs() for name, host in hosts.items()})
     if config.etcd is not None:
-        etcd = build_etcd(config.etcd, hosts)
+        etcd = build_etcd(config.etcd, hosts, cloud_addresses)
         pulumi.export("etcd", {
             "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
             "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
@@ -245,6 +294,7 @@ def main() -> None:
         pulumi.export("kubernetes", {
             "api_endpoint": kubernetes.api_endpoint, "kubeconfig": kubernetes.kubeconfig,
             "nodes": kubernetes.node_names, "servers": kubernetes.servers, "agents": kubernetes.agents,
+            "expires": kubernetes.admin_expires,  # the admin certificate's end ("" with kubernetes.ca: k3s)
         })
     if config.store is not None:
         local_kubernetes = local.kubernetes if local is not None else None

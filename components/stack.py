@@ -11,8 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.cloud.config import CREDENTIAL_KEYS, CloudConfig, parse_cloud_config
-from components.etcd.cluster import MAX_MEMBERS
+from components.cloud.config import (
+    CREDENTIAL_KEYS,
+    CloudConfig,
+    CloudNodeConfig,
+    check_cloud_stack,
+    parse_cloud_config,
+)
 from components.etcd.config import EtcdConfig, parse_etcd_config
 from components.kubernetes.config import (
     KubernetesConfig,
@@ -24,7 +29,6 @@ from components.local.cluster import LocalClusterArgs
 from components.local.config import check_store_on_local, parse_local_config, wants_local_kubernetes
 from components.mesos.config import MesosConfig, parse_mesos_config
 from components.nodes.config import (
-    NODE_ROLES,
     NodeConfig,
     PrepareConfig,
     SshSettings,
@@ -91,7 +95,7 @@ def _secret_values(raw: Mapping[str, Any], secret_keys: set[str], problems: Prob
 
 
 def _check_credentials(config: StackConfig, problems: Problems) -> None:
-    if config.nodes and not config.ssh.use_agent and config.secrets.private_key is None:
+    if (config.nodes or config.cloud) and not config.ssh.use_agent and config.secrets.private_key is None:
         problems.add("ssh_private_key",
                      "no SSH credentials: set it with `pulumi config set --secret ssh_private_key < KEYFILE`, "
                      f"export {PRIVATE_KEY_ENV}, or run an ssh-agent (SSH_AUTH_SOCK) and keep ssh.agent true")
@@ -168,6 +172,11 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: set[str] | None = No
     ssh = parse_ssh(raw.get("ssh"), problems, env)
     nodes = parse_nodes(raw.get("nodes"), ssh, problems)
     secrets = _secret_values(raw, secret_keys or set(), problems)
+    cloud = parse_cloud_config(raw.get("cloud"), problems, credentials_given=raw.keys(),
+                               raw_prepare=raw.get("prepare"), other_nodes=[node.name for node in nodes])
+    # Cloud nodes take roles like `nodes` entries; their address is their VM's, known only once it runs ("").
+    every_node: tuple[NodeConfig | CloudNodeConfig, ...] = (*nodes, *(cloud.nodes if cloud is not None else ()))
+    etcd_on_cloud = cloud is not None and any("etcd" in node.roles for node in cloud.nodes)
     config = StackConfig(
         nodes=nodes,
         ssh=ssh,
@@ -176,23 +185,26 @@ def parse_stack_config(raw: Mapping[str, Any], secret_keys: set[str] | None = No
                            private_key_passphrase=secrets["ssh_private_key_passphrase"]),
         # A stack that builds its own Kubernetes cluster deploys the store onto it: no kubeconfig needed.
         store=parse_store_config(raw.get("store"), secrets["kubeconfig"],
-                                 "kubeconfig" in raw or wants_kubernetes(raw.get("kubernetes"), nodes)
+                                 "kubeconfig" in raw or wants_kubernetes(raw.get("kubernetes"), every_node)
                                  or wants_local_kubernetes(raw.get("local")), problems,
                                  registry_password=secrets["registry_password"]),
-        etcd=parse_etcd_config(raw.get("etcd"), nodes, problems),
-        cloud=parse_cloud_config(raw.get("cloud"), problems, credentials_given=raw.keys(),
-                                 raw_prepare=raw.get("prepare"), other_nodes=[node.name for node in nodes],
-                                 roles=NODE_ROLES, max_etcd_members=MAX_MEMBERS),
+        etcd=parse_etcd_config(raw.get("etcd"), every_node, problems,
+                               nodes_key="cloud.nodes" if etcd_on_cloud else "nodes"),
+        cloud=cloud,
     )
     etcd = config.etcd
-    kubernetes = parse_kubernetes_config(raw.get("kubernetes"), nodes, etcd is not None,
+    if cloud is not None:
+        check_cloud_stack(cloud, ssh_nodes=[(node.name, node.roles) for node in nodes],
+                          etcd_install=etcd.cluster.install if etcd else None, problems=problems)
+    kubernetes = parse_kubernetes_config(raw.get("kubernetes"), every_node, etcd is not None,
                                          etcd.removed if etcd else (), problems)
     if kubernetes is not None and config.store is not None:
         check_store_placement(kubernetes, context=config.store.context,
                               replicas=config.store.cassandra.replicas,
                               anti_affinity=config.store.cassandra.anti_affinity, problems=problems)
     config = dataclasses.replace(config, kubernetes=kubernetes,
-                                 zookeeper=parse_zookeeper_config(raw.get("zookeeper"), nodes, problems))
+                                 zookeeper=parse_zookeeper_config(raw.get("zookeeper"), nodes, problems,
+                                                                  etcd.removed if etcd else ()))
     config = dataclasses.replace(config, mesos=parse_mesos_config(
         raw.get("mesos"), nodes, problems, zookeeper_ensemble=config.zookeeper is not None))
     _check_ports(config, problems)

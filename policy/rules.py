@@ -104,7 +104,10 @@ class Subject:
 
 # Docker containers whose job is the host's: the Mesos recipe's masters, Marathon and ZooKeeper listen on the
 # host network; its agents run privileged in the host's PID namespace with the Docker socket (as Mesos needs).
-HOST_ACCESS_CONTAINERS = ("cookbook-mesos-master", "cookbook-mesos-agent", "cookbook-marathon", "cookbook-zookeeper")
+# `*-mesos-agent-[0-9]*`: the local stack's Mesos agents (`<prefix>-mesos-agent-<n>`, local.mesos), which need the
+# same of the local engine's host (its other Mesos containers are on the local network and need nothing).
+HOST_ACCESS_CONTAINERS = ("cookbook-mesos-master", "cookbook-mesos-agent", "cookbook-marathon", "cookbook-zookeeper",
+                          "*-mesos-agent-[0-9]*")
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,21 @@ def run(mocks: pulumi.runtime.Mocks, config: Mapping[str, Any], *, stack: str,
     finally:
         # Like the engine after a failed step: operations already under way finish before the run ends.
         executor.shutdown(wait=True)
+        if failed:
+            _cancel_leftovers(loop)
         pulumi_settings.set_root_resource(None)  # type: ignore[arg-type]
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """After a failed run, outputs still waiting on the failed resource never resolve: cancel them before the
+    loop closes (else asyncio reports each as "Task was destroyed but it is pending!")."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
 def _run_program() -> None:

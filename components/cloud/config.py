@@ -1,10 +1,12 @@
 """The `cloud` section of a stack's config: which cloud, which image, size and zone, and the cloud nodes.
 
 Everything that can be checked without asking the cloud is checked here, before any resource exists
-(driver, endpoint, credentials present and secret, operator CIDR, OS, node names and roles, the etcd count,
-packages on CoreOS). Whether a size, image or zone *exists* only the cloud knows: the providers' `check`
-asks it (`components/cloud/providers.py`), which `pulumi preview` and the preview of `pulumi up` run for
-every node before anything is created.
+(driver, endpoint, credentials present and secret, operator CIDR, OS, node names and roles, packages and
+time servers on CoreOS; with the other sections, `check_cloud_stack`: one node source for etcd and Kubernetes,
+etcd's install mode on CoreOS; the etcd member count, cloud nodes included, is the etcd section's). Whether a
+size, image or zone *exists* only the cloud knows: the providers' `check` asks it
+(`components/cloud/providers.py`), which `pulumi preview` and the preview of `pulumi up` run for every node
+before anything is created.
 """
 
 from __future__ import annotations
@@ -34,11 +36,22 @@ RETIRED_DRIVERS = {"exoscale": "Exoscale shut down its CloudStack-compatible API
 _PUBLIC_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$")
 
 
+# What cloud nodes run: etcd and Kubernetes (the security group's rules are theirs). ZooKeeper and Mesos run
+# on `nodes` entries only (their recipes need the address in the config).
+CLOUD_ROLES = ("etcd", "control-plane", "worker")
+
+
 @dataclass(frozen=True)
 class CloudNodeConfig:
     name: str
     roles: tuple[str, ...] = ()
     size: str | None = None  # overrides cloud.size for this node
+
+    @property
+    def address(self) -> str:
+        """Not known from the config: a cloud node's address is its VM's, known once the VM runs. The
+        role parsers of the other sections take cloud nodes as nodes with this empty address."""
+        return ""
 
 
 @dataclass(frozen=True)
@@ -183,8 +196,9 @@ def _parse_nodes(raw: Any, roles: Sequence[str], other_nodes: Collection[str],
 
 
 def parse_cloud_config(raw: Any, problems: Problems, *, credentials_given: Collection[str], raw_prepare: Any,
-                       other_nodes: Collection[str], roles: Sequence[str], max_etcd_members: int) -> CloudConfig | None:
-    """None when the stack has no `cloud` section.
+                       other_nodes: Collection[str]) -> CloudConfig | None:
+    """None when the stack has no `cloud` section. The etcd member count, cloud nodes included, is the etcd
+    section's check (`components/etcd/config.py`); `check_cloud_stack` checks what involves other sections.
 
     `credentials_given`: the top-level keys set (plain credentials are reported by the caller); `raw_prepare`:
     the `prepare` section as written (packages the stack asks for); `other_nodes`: names in `nodes`.
@@ -209,7 +223,7 @@ def parse_cloud_config(raw: Any, problems: Problems, *, credentials_given: Colle
         ssh_public_key=section.required("ssh_public_key", str, "", check_public_key),
         start_timeout=section.value("start_timeout", int, 600, check_positive),
         expunge=section.value("expunge", bool, True),
-        nodes=_parse_nodes(section.raw("nodes"), roles, other_nodes, problems),
+        nodes=_parse_nodes(section.raw("nodes"), CLOUD_ROLES, other_nodes, problems),
     )
     section.finish()
     for key in CREDENTIAL_KEYS:
@@ -220,8 +234,27 @@ def parse_cloud_config(raw: Any, problems: Problems, *, credentials_given: Colle
         problems.add("prepare.packages", f"cloud.os is {config.os}, which has no package manager (read-only /usr): "
                                          "packages cannot be installed on its nodes; remove prepare.packages "
                                          "or set it to []")
-    etcd = [node.name for node in config.nodes if "etcd" in node.roles]
-    if etcd and (len(etcd) % 2 == 0 or len(etcd) > max_etcd_members):
-        problems.add("cloud.nodes", f"{len(etcd)} cloud nodes have role etcd ({', '.join(etcd)}); "
-                                    f"etcd needs an odd number between 1 and {max_etcd_members}")
+    time_servers = raw_prepare.get("time_servers") if isinstance(raw_prepare, Mapping) else None
+    if config.os == "fedora-coreos" and time_servers:
+        problems.add("prepare.time_servers", "cloud.os fedora-coreos runs chronyd with the image's /etc/chrony.conf, "
+                                             "which reads no drop-in file: the node layer cannot add servers there; "
+                                             "leave prepare.time_servers empty (the image's pool, or DHCP's servers)")
     return config
+
+
+def check_cloud_stack(cloud: CloudConfig, *, ssh_nodes: Sequence[tuple[str, Sequence[str]]], etcd_install: str | None,
+                      problems: Problems) -> None:
+    """What involves other sections: etcd and Kubernetes run on one node source (the security group opens
+    their ports between cloud nodes only), and CoreOS nodes install etcd from a tarball (no package manager).
+    `ssh_nodes`: (name, roles) of the `nodes` entries; `etcd_install`: etcd.install (None: no etcd)."""
+    on_cloud = [node.name for node in cloud.nodes if set(node.roles) & set(CLOUD_ROLES)]
+    on_ssh = [name for name, roles in ssh_nodes if set(roles) & set(CLOUD_ROLES)]
+    if on_cloud and on_ssh:
+        problems.add("cloud.nodes", f"etcd and Kubernetes run either on cloud nodes or on `nodes`, not on both: the "
+                                    "security group opens their ports between cloud nodes only; nodes "
+                                    f"{', '.join(on_ssh)} in `nodes` have role {' or '.join(CLOUD_ROLES)}")
+    etcd_on_cloud = any("etcd" in node.roles for node in cloud.nodes)
+    if cloud.coreos and etcd_on_cloud and etcd_install == "package":
+        problems.add("etcd.install", f"cloud.os {cloud.os} has no package manager (read-only /usr): install etcd "
+                                     "from release tarballs (etcd.install: tarball, etcd.tarballs.amd64: {path, "
+                                     "sha256}); they go to /opt/bin")

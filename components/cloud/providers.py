@@ -296,6 +296,7 @@ class CloudKeyPairArgs:
 class CloudKeyPair(dynamic.Resource, module="cloud", name="KeyPair"):
     """The public half of the deploy key, registered under `name` (its id)."""
 
+    name: pulumi.Output[str]
     fingerprint: pulumi.Output[str]
 
     def __init__(self, resource_name: str, args: CloudKeyPairArgs, provider: KeyPairProvider,
@@ -338,7 +339,7 @@ class CloudNodeArgs:
     size: str
     key_pair: pulumi.Input[str]
     security_groups: Sequence[pulumi.Input[str]]
-    user_data: str
+    user_data: pulumi.Input[str]  # secret: it carries the node's SSH host key
     start_timeout: int = 600
     expunge: bool = True
 

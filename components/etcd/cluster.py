@@ -8,6 +8,8 @@ Resources (for a cluster `etcd` and members a, b, c, later d):
                                               generations of a CA rotation are etcd-ca-2, ...)
     etcd-member-a-key/-csr/-cert ...          tls: one server+peer certificate per member (its names and IPs)
     etcd-operator-*, etcd-apiserver-*         tls: client certificates for operators and kube-apiserver
+    etcd-tarball-a / etcd-download-a          (tarball mode) the release tarball copied to a, or (download mode)
+                                              fetched by a and checked against the release's SHA256SUMS
     etcd-member-a                             remote command on a: install, certs (stdin), env file, units,
                                               start, or a restart when the files it runs with changed
     etcd-remove-x                             remote command on a healthy member: `member remove x`
@@ -23,11 +25,15 @@ Convergence rule: every step reads the host and the cluster and does only what i
 again at any point (pulumi-command re-runs `create` whenever an input changes). Restarts are decided from
 the host: the unit records a hash of the files etcd started with, and the member step compares it with the
 files on disk.
+
+Hosts: every member step waits for every member's Host (a Pi's reboot included). A member's address may be an
+Output (a cloud node's VM address): scripts, certificates and outputs are rendered from resolved addresses. On a
+host with a read-only /usr (Fedora CoreOS, Flatcar) the binaries go to /opt/bin and the scripts to /opt/lib.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,7 +46,9 @@ from components.nodes.host import Host
 from components.shared import pki
 from components.shared.scripts import remote_invocation
 
-INSTALL_MODES = ("package", "tarball", "preinstalled")
+INSTALL_MODES = ("package", "tarball", "download", "preinstalled")
+# Where the download mode fetches etcd's release tarballs and their SHA256SUMS (v<version>/ under it).
+DOWNLOAD_URL = "https://github.com/etcd-io/etcd/releases/download"
 AUTO_COMPACTION_MODES = ("periodic", "revision")
 MAX_MEMBERS = 7
 # A 3.5 release runs on arm64 without ETCD_UNSUPPORTED_ARCH (3.4 needs it there; the step detects that).
@@ -81,14 +89,16 @@ class EtcdClusterArgs:
     after the first deployment. Members not in it join a running cluster, one at a time, in `members` order.
     `removed` maps members that are gone (dead or retired) to their addresses: each is removed from the
     cluster through a healthy member, and a removed bootstrap member's address stays part of the record.
+    Addresses (a member's `Host.address`, a removed one's) may be Outputs: a cloud node's VM address.
     """
 
     members: Sequence[Host]
     bootstrap: Sequence[str] = ()
-    removed: Mapping[str, str] = field(default_factory=dict)
+    removed: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     version: str = DEFAULT_VERSION
     install: str = "package"
     tarballs: Mapping[str, Tarball] = field(default_factory=dict)
+    download_url: str = DOWNLOAD_URL
     preinstalled_binaries: tuple[str, str] = PACKAGE_BINARIES
     client_port: int = 2379
     peer_port: int = 2380
@@ -172,8 +182,18 @@ def bootstrap_names(args: EtcdClusterArgs) -> list[str]:
     return list(args.bootstrap) if args.bootstrap else [host.hostname for host in args.members]
 
 
-def member_alternative_names(host: Host) -> list[str]:
-    return sorted({host.hostname, host.address, "localhost", "127.0.0.1", "::1"})
+def member_alternative_names(host: Host) -> list[str] | pulumi.Output[list[str]]:
+    """The member certificate's names and IPs; an Output when the host's address is one (a cloud node)."""
+    def names(address: str) -> list[str]:
+        return sorted({host.hostname, address, "localhost", "127.0.0.1", "::1"})
+
+    return names(host.address) if isinstance(host.address, str) else pulumi.Output.all(host.address).apply(
+        lambda known: names(known[0]))
+
+
+def read_only_usr(facts: Mapping[str, Any]) -> bool:
+    """The host's `usr_read_only` fact (Fedora CoreOS, Flatcar): what the recipe installs goes under /opt."""
+    return bool(facts.get("usr_read_only", False))
 
 
 def ca_resource_name(name: str, generation: int) -> str:
@@ -209,10 +229,13 @@ class EtcdCluster(pulumi.ComponentResource):
             pulumi.log.warn(f"etcd cluster {name!r} has a single member: it tolerates no failure", self)
 
         hosts = {host.hostname: host for host in args.members}
-        addresses = {**dict(args.removed), **{host.hostname: host.address for host in args.members}}
         bootstrap = bootstrap_names(args)
         joiners = [host for host in args.members if host.hostname not in bootstrap]
         ordered = [hosts[name] for name in bootstrap if name in hosts] + joiners
+        # Every address the scripts name (a cloud node's is an Output of its VM), resolved together: renderers
+        # format plain strings only. Plain addresses stay plain, so an SSH stack's inputs are what they were.
+        addresses: pulumi.Output[dict[str, str]] = pulumi.Output.all(
+            **{**dict(args.removed), **{host.hostname: host.address for host in args.members}})
 
         certificates = args.certificates
         cas = {generation: pki.certificate_authority(ca_resource_name(name, generation),
@@ -226,7 +249,7 @@ class EtcdCluster(pulumi.ComponentResource):
                                          validity=certificates.validity, parent=self)
         apiserver = pki.issue_certificate(f"{name}-apiserver", signing, "kube-apiserver-etcd-client",
                                           uses=pki.CLIENT_USES, validity=certificates.validity, parent=self)
-        membership = render.bootstrap_membership(args, bootstrap, addresses)
+        membership = addresses.apply(lambda known: render.bootstrap_membership(args, bootstrap, known))
 
         member_commands: dict[str, command.remote.Command] = {}
         member_certs: list[pki.KeyPair] = []
@@ -243,11 +266,13 @@ class EtcdCluster(pulumi.ComponentResource):
         anchor = ordered[0]
         changes: list[command.remote.Command] = []
 
-        def membership_change(resource_name: str, on: Host, script: str) -> None:
+        def membership_change(resource_name: str, on: Host, script: Callable[[dict[str, str], bool], str]) -> None:
+            """`script(addresses, usr_read_only of the host it runs on)`."""
             changes.append(command.remote.Command(
                 resource_name,
                 connection=on.connection.args(),
-                create=remote_invocation(script, on.connection.become),
+                create=pulumi.Output.all(addresses, on.facts).apply(lambda values: remote_invocation(
+                    script(values[0], read_only_usr(values[1])), on.connection.become)),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     # One membership change at a time, after every member step: removals first (a dead
@@ -255,21 +280,36 @@ class EtcdCluster(pulumi.ComponentResource):
                     depends_on=[*member_commands.values(), *changes]),
             ))
 
-        current_addresses = {host.address for host in ordered}
-        for target in sorted(args.removed):  # through the anchor's etcdctl and certificate
-            membership_change(f"{name}-remove-{target}", anchor, render.render_remove_script(
-                args, target, addresses[target], addresses[target] in current_addresses))
-        members_before = [hosts[name].address for name in bootstrap if name in hosts]
-        for host in joiners:
-            membership_change(f"{name}-join-{host.hostname}", host,
-                              render.render_join_script(args, host.hostname, host.address, members_before))
-            members_before = [*members_before, host.address]
+        current_names = [host.hostname for host in ordered]
 
-        current = {host.hostname: host.address for host in ordered}
+        def removal(target: str) -> Callable[[dict[str, str], bool], str]:
+            def script(known: dict[str, str], read_only: bool) -> str:
+                reused = known[target] in {known[member] for member in current_names}
+                return render.render_remove_script(args, target, known[target], reused, read_only)
+            return script
+
+        def join(member: str, seeds: Sequence[str]) -> Callable[[dict[str, str], bool], str]:
+            def script(known: dict[str, str], read_only: bool) -> str:
+                return render.render_join_script(args, member, known[member], [known[seed] for seed in seeds],
+                                                 read_only)
+            return script
+
+        for target in sorted(args.removed):  # through the anchor's etcdctl and certificate
+            membership_change(f"{name}-remove-{target}", anchor, removal(target))
+        before = [name for name in bootstrap if name in hosts]  # the members before each join: its seeds
+        for host in joiners:
+            membership_change(f"{name}-join-{host.hostname}", host, join(host.hostname, tuple(before)))
+            before = [*before, host.hostname]
+
+        def current(known: dict[str, str]) -> dict[str, str]:
+            return {member: known[member] for member in current_names}
+
         health = command.remote.Command(
             f"{name}-health",
             connection=anchor.connection.args(),
-            create=remote_invocation(render.render_health_script(args, current), anchor.connection.become),
+            create=pulumi.Output.all(addresses, anchor.facts).apply(lambda values: remote_invocation(
+                render.render_health_script(args, current(values[0]), read_only_usr(values[1])),
+                anchor.connection.become)),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The gate checks the cluster every member step and membership change produced.
@@ -280,14 +320,16 @@ class EtcdCluster(pulumi.ComponentResource):
             return pulumi.Output.all(health.stdout, value).apply(lambda both: both[1])
 
         self.health = health.stdout
-        self.client_endpoints = after_health([url(address, args.client_port) for address in current.values()])
+        self.client_endpoints = after_health(addresses.apply(
+            lambda known: [url(address, args.client_port) for address in current(known).values()]))
         self.ca_cert_pem = after_health(trusted_bundle)
         # Client credentials are secrets as a pair (a certificate alone grants nothing, but it names a client).
         self.client_cert_pem = pulumi.Output.secret(after_health(operator.cert_pem))
         self.client_key_pem = pulumi.Output.secret(after_health(operator.key_pem))
         self.apiserver_client_cert_pem = pulumi.Output.secret(after_health(apiserver.cert_pem))
         self.apiserver_client_key_pem = pulumi.Output.secret(after_health(apiserver.key_pem))
-        self.etcdctl_env = after_health(render.render_etcdctl_env(args, list(current.values())))
+        self.etcdctl_env = after_health(addresses.apply(
+            lambda known: render.render_etcdctl_env(args, list(current(known).values()))))
         self.expires = pki.earliest([pair.expires for pair in
                                      (*cas.values(), operator, apiserver, *member_certs)])
         self.register_outputs({
@@ -303,26 +345,47 @@ class EtcdCluster(pulumi.ComponentResource):
         })
 
     def _member(self, name: str, args: EtcdClusterArgs, host: Host, cert: pki.KeyPair,
-                trusted_bundle: pulumi.Output[str], membership: str,
+                trusted_bundle: pulumi.Output[str], membership: pulumi.Input[str],
                 previous: command.remote.Command | None) -> command.remote.Command:
         member = host.hostname
-        # Prepared first (hostname, packages), and its facts pick the binary and the env file.
-        depends: list[pulumi.Resource] = [host]
+        # Every member's Host first (its facts pick the binary and the env file): a Pi's reboot waits only for
+        # the Pi before it, so a member step that waited only for its own host could restart this member while
+        # another member's Pi reboots (two members down: no quorum of three). Reboots first, then the members.
+        depends: list[pulumi.Resource] = [*args.members]
+        downloaded: pulumi.Output[str] = pulumi.Output.from_input("")
         if args.install == "tarball":
             depends.append(self._upload_tarball(name, args, host))
+        if args.install == "download":
+            downloaded = self._download_tarball(name, args, host).stdout.apply(render.downloaded_sha256)
         if previous is not None:
             # Members are (re)configured one at a time: a restart never takes two members down at once.
             depends.append(previous)
-        script = host.architecture.apply(lambda arch: remote_invocation(
-            render.render_configure_script(args, member, host.address, arch, membership), host.connection.become))
+        def script(values: list[Any]) -> str:
+            facts, address, membership_text, tarball_sha256 = values
+            render.check_host(args, member, facts)
+            return remote_invocation(render.render_configure_script(
+                args, member, address, str(facts["architecture"]), membership_text, read_only_usr(facts),
+                tarball_sha256), host.connection.become)
+
         return command.remote.Command(
             f"{name}-member-{member}",
             connection=host.connection.args(),
-            create=script,
+            create=pulumi.Output.all(host.facts, host.address, membership, downloaded).apply(script),
             stdin=_pem_bundle(cert.cert_pem, cert.key_pem, trusted_bundle),
             logging=command.remote.Logging.NONE,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends,
                                         additional_secret_outputs=SECRET_OUTPUTS),
+        )
+
+    def _download_tarball(self, name: str, args: EtcdClusterArgs, host: Host) -> command.remote.Command:
+        """Download mode: the host fetches the release tarball and checks it against the release's SHA256SUMS."""
+        return command.remote.Command(
+            f"{name}-download-{host.hostname}",
+            connection=host.connection.args(),
+            create=host.architecture.apply(lambda arch: host.connection.command_line(
+                render.render_download_script(args, arch))),
+            # After the host's preparation (its facts name the architecture).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host]),
         )
 
     def _upload_tarball(self, name: str, args: EtcdClusterArgs, host: Host) -> command.remote.CopyToRemote:

@@ -7,6 +7,7 @@ key path, e.g. `nodes: 4 nodes have role etcd; etcd needs an odd number between 
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from components.etcd.cluster import (
     AUTO_COMPACTION_MODES,
     DEFAULT_VERSION,
+    DOWNLOAD_URL,
     INSTALL_MODES,
     MAX_MEMBERS,
     CertificateSettings,
@@ -38,7 +40,7 @@ class NodeLike(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def address(self) -> str: ...
+    def address(self) -> str: ...  # "": known only once the node exists (a cloud node's: its VM's)
     @property
     def roles(self) -> tuple[str, ...]: ...
 
@@ -46,14 +48,18 @@ class NodeLike(Protocol):
 @dataclass(frozen=True)
 class EtcdConfig:
     """The `etcd` section: member node names (in `nodes` order) and the cluster's settings, whose
-    `members` the program fills with the nodes' Host components."""
+    `members` the program fills with the nodes' Host components. `cluster.removed` holds the removed members
+    whose address the config gives; `removed_unaddressed` the removed cloud nodes, whose address is their VM's
+    (the program adds them to `cluster.removed`)."""
 
     members: tuple[str, ...]
     cluster: EtcdClusterArgs
+    removed_unaddressed: tuple[str, ...] = ()
 
     @property
-    def removed(self) -> Mapping[str, str]:
-        return self.cluster.removed
+    def removed(self) -> tuple[str, ...]:
+        """Every removed member's name: nothing runs on them."""
+        return tuple(sorted({*self.cluster.removed, *self.removed_unaddressed}))
 
 
 def _check_calendar(value: str) -> str | None:
@@ -101,6 +107,13 @@ def _parse_certificates(section: Section, problems: Problems) -> CertificateSett
     return settings
 
 
+def _check_download_url(value: str) -> str | None:
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme in ("http", "https") and parsed.hostname and not parsed.query:
+        return None
+    return f"must be an http(s) URL under which v<version>/SHA256SUMS and the tarballs are, got {value!r}"
+
+
 def _check_absolute_path(value: str) -> str | None:
     return None if _ABSOLUTE_PATH.match(value) else f"must be an absolute path, got {value!r}"
 
@@ -129,44 +142,51 @@ def _parse_tarballs(raw: Any, problems: Problems) -> dict[str, Tarball]:
     return tarballs
 
 
-def parse_etcd_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems) -> EtcdConfig | None:
-    """None when the stack has no etcd: no `etcd` section and no node with role etcd."""
+def parse_etcd_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems,
+                      nodes_key: str = "nodes") -> EtcdConfig | None:
+    """None when the stack has no etcd: no `etcd` section and no node with role etcd. `nodes`: every node of
+    the stack (cloud nodes too, whose address is ""); `nodes_key`: the config list the members come from."""
     with_role = [node for node in nodes if "etcd" in node.roles]
     if raw is None and not with_role:
         return None
     section = Section(raw, "etcd", problems)
     addresses = {node.name: node.address for node in nodes}
     removed_names = section.strings("removed")
-    removed = {}
+    removed: dict[str, str] = {}
+    unaddressed: list[str] = []
     for index, name in enumerate(removed_names):
         if name not in addresses:
             problems.add(f"etcd.removed[{index}]",
-                         f"{name!r} is not in nodes: keep a removed member's node entry (its address is part of "
-                         "the cluster's membership record); nothing runs on it")
+                         f"{name!r} is not in {nodes_key}: keep a removed member's node entry (its address is part "
+                         "of the cluster's membership record); nothing runs on it")
+        elif not (address := addresses[name]):
+            unaddressed.append(name)
         else:
-            removed[name] = addresses[name]
-    members = tuple(node.name for node in with_role if node.name not in removed)
+            removed[name] = address
+    gone = {*removed, *unaddressed}
+    members = tuple(node.name for node in with_role if node.name not in gone)
     size = len(members)
     if size == 0 or size % 2 == 0 or size > MAX_MEMBERS:
-        not_counting = f" (not counting {len(removed)} in etcd.removed)" if removed else ""
-        problems.add("nodes", f"{size} nodes have role etcd{not_counting}; "
-                              f"etcd needs an odd number between 1 and {MAX_MEMBERS}")
+        not_counting = f" (not counting {len(gone)} in etcd.removed)" if gone else ""
+        problems.add(nodes_key, f"{size} nodes have role etcd{not_counting}; "
+                                f"etcd needs an odd number between 1 and {MAX_MEMBERS}")
     bootstrap = section.strings("bootstrap")
     for index, name in enumerate(bootstrap):
-        if name not in members and name not in removed:
+        if name not in members and name not in gone:
             problems.add(f"etcd.bootstrap[{index}]",
                          f"{name!r} is not a node with role etcd (nor in etcd.removed)")
     if len(set(bootstrap)) != len(bootstrap):
         problems.add("etcd.bootstrap", "names a member twice")
     snapshot = Section(section.raw("snapshot"), "etcd.snapshot", problems)
     auto_compaction = Section(section.raw("auto_compaction"), "etcd.auto_compaction", problems)
-    config = EtcdConfig(members=members, cluster=EtcdClusterArgs(
+    config = EtcdConfig(members=members, removed_unaddressed=tuple(unaddressed), cluster=EtcdClusterArgs(
         members=(),
         bootstrap=bootstrap,
         removed=removed,
         version=section.value("version", str, DEFAULT_VERSION, _check_version),
         install=section.value("install", str, "package", one_of(INSTALL_MODES)),
         tarballs=_parse_tarballs(section.raw("tarballs"), problems),
+        download_url=section.value("download_url", str, DOWNLOAD_URL, _check_download_url),
         client_port=section.value("client_port", int, 2379, check_port),
         peer_port=section.value("peer_port", int, 2380, check_port),
         cluster_token=section.value("cluster_token", str, "cluster-cookbook"),

@@ -23,9 +23,14 @@ DATA_ROOT = "/var/lib/cookbook-etcd"
 LIB_DIR = "/usr/local/lib/cookbook-etcd"
 CONFIG_HASH_PATH = f"{LIB_DIR}/config-hash"
 RUN_DIR = "/run/cookbook-etcd"  # the unit's RuntimeDirectory
+DOWNLOADED_MARKER = "COOKBOOK_ETCD_TARBALL_SHA256="
 UNIT_PATH = f"/etc/systemd/system/{SERVICE}.service"
 PACKAGE_BINARIES = ("/usr/bin/etcd", "/usr/bin/etcdctl")
 TARBALL_BINARIES = ("/usr/local/bin/etcd", "/usr/local/bin/etcdctl")
+# Hosts whose /usr is read-only (Fedora CoreOS, Flatcar: the `usr_read_only` fact) keep what the recipe installs
+# under /opt: binaries in /opt/bin (as the Kubernetes recipe's), its scripts in /opt/lib/cookbook-etcd.
+READ_ONLY_USR_TARBALL_BINARIES = ("/opt/bin/etcd", "/opt/bin/etcdctl")
+READ_ONLY_USR_LIB_DIR = "/opt/lib/cookbook-etcd"
 # Debian architecture -> Go's GOARCH, the value etcd expects in ETCD_UNSUPPORTED_ARCH.
 GO_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "armel": "arm", "i386": "386",
            "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -53,9 +58,14 @@ def _fill(relative_path: str, **values: str | int) -> str:
     return string.Template(template(relative_path)).substitute(values).rstrip("\n")
 
 
-def binaries(args: EtcdClusterArgs) -> tuple[str, str]:
-    if args.install == "tarball":
-        return TARBALL_BINARIES
+def from_release(args: EtcdClusterArgs) -> bool:
+    """etcd comes from a release tarball: uploaded (`tarball`) or fetched by the host (`download`)."""
+    return args.install in ("tarball", "download")
+
+
+def binaries(args: EtcdClusterArgs, usr_read_only: bool = False) -> tuple[str, str]:
+    if from_release(args):
+        return READ_ONLY_USR_TARBALL_BINARIES if usr_read_only else TARBALL_BINARIES
     if args.install == "preinstalled":
         return args.preinstalled_binaries
     return PACKAGE_BINARIES
@@ -96,8 +106,26 @@ def bootstrap_membership(args: EtcdClusterArgs, names: Sequence[str], addresses:
     return f"ETCD_INITIAL_CLUSTER={initial}\nETCD_INITIAL_CLUSTER_STATE=new"
 
 
-def render_unit(args: EtcdClusterArgs, member: str) -> str:
-    return _fill("etcd/etcd.service", member=member, config_dir=CONFIG_DIR, etcd_bin=binaries(args)[0],
+DEBIAN_FAMILY = ("debian", "raspbian", "ubuntu")  # os-release IDs with apt
+
+
+def check_host(args: EtcdClusterArgs, member: str, facts: Mapping[str, Any]) -> None:
+    """Refuses an install mode the host cannot take (Debian's package on a read-only /usr without apt: Fedora
+    CoreOS, Flatcar), naming the member and the fix."""
+    if args.install == "package" and facts.get("usr_read_only") and facts.get("os_id") not in DEBIAN_FAMILY:
+        raise ValueError(f"etcd: {member} runs {facts.get('os_pretty_name') or facts.get('os_id')} with a read-only "
+                         "/usr and no apt: etcd.install package cannot work there; use etcd.install download or "
+                         "tarball (they install into /opt/bin)")
+
+
+def for_host(script: str, usr_read_only: bool) -> str:
+    """`script` for its host: on a read-only /usr, the recipe's scripts (the templates name LIB_DIR) live in
+    READ_ONLY_USR_LIB_DIR. Other hosts get the script exactly as rendered: their step inputs stay the same."""
+    return script.replace(LIB_DIR, READ_ONLY_USR_LIB_DIR) if usr_read_only else script
+
+
+def render_unit(args: EtcdClusterArgs, member: str, usr_read_only: bool = False) -> str:
+    return _fill("etcd/etcd.service", member=member, config_dir=CONFIG_DIR, etcd_bin=binaries(args, usr_read_only)[0],
                  config_hash=CONFIG_HASH_PATH, started_record=started_record(member))
 
 
@@ -106,44 +134,50 @@ def render_snapshot_units(args: EtcdClusterArgs, member: str) -> tuple[str, str]
             _fill("etcd/snapshot.timer", member=member, schedule=args.snapshot_schedule))
 
 
-def _common_params(args: EtcdClusterArgs) -> dict[str, Any]:
-    return {"PKI_DIR": PKI_DIR, "ETCDCTL_BIN": binaries(args)[1], "SNAPSHOT_DIR": args.snapshot_dir,
+def _common_params(args: EtcdClusterArgs, usr_read_only: bool = False) -> dict[str, Any]:
+    return {"PKI_DIR": PKI_DIR, "ETCDCTL_BIN": binaries(args, usr_read_only)[1], "SNAPSHOT_DIR": args.snapshot_dir,
             "SNAPSHOT_RETENTION": args.snapshot_retention}
 
 
-def render_snapshot_script(args: EtcdClusterArgs, member: str) -> str:
+def render_snapshot_script(args: EtcdClusterArgs, member: str, usr_read_only: bool = False) -> str:
     return render_script(
         ["shared/common.sh", "etcd/common.sh", "etcd/snapshot.sh"],
-        {**_common_params(args), "MEMBER_NAME": member, "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port)},
+        {**_common_params(args, usr_read_only), "MEMBER_NAME": member,
+         "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port)},
     )
 
 
-def run_files(args: EtcdClusterArgs) -> tuple[str, ...]:
+def run_files(args: EtcdClusterArgs, usr_read_only: bool = False) -> tuple[str, ...]:
     """The files a member's etcd runs with: a change in any of them restarts it."""
     return (f"{CONFIG_DIR}/etcd.env", UNIT_PATH, f"{PKI_DIR}/ca.crt", f"{PKI_DIR}/member.crt",
-            f"{PKI_DIR}/member.key", binaries(args)[0])
+            f"{PKI_DIR}/member.key", binaries(args, usr_read_only)[0])
 
 
-def render_config_hash_script(args: EtcdClusterArgs) -> str:
-    return render_script(["etcd/config-hash.sh"], {"RUN_FILES": run_files(args)})
+def render_config_hash_script(args: EtcdClusterArgs, usr_read_only: bool = False) -> str:
+    return render_script(["etcd/config-hash.sh"], {"RUN_FILES": run_files(args, usr_read_only)})
 
 
 def render_configure_script(args: EtcdClusterArgs, member: str, address: str, architecture: str,
-                            membership: str) -> str:
+                            membership: str, usr_read_only: bool = False, downloaded_sha256: str = "") -> str:
+    """`usr_read_only`: the host's fact (Fedora CoreOS, Flatcar): binaries in /opt/bin, scripts in /opt/lib.
+    `downloaded_sha256` (download mode): the release tarball the download step fetched and checked; the step
+    then installs it as the tarball mode installs an uploaded one."""
     tarball = args.tarballs.get(architecture) if args.install == "tarball" else None
+    tarball_sha256 = downloaded_sha256 if args.install == "download" else tarball.sha256 if tarball else ""
     snapshot_service, snapshot_timer = render_snapshot_units(args, member)
-    return render_script(
+    return for_host(render_script(
         ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/install.sh", "etcd/restart.sh",
          "etcd/configure.sh"],
         {
-            **_common_params(args),
-            "INSTALL_MODE": args.install,
+            **_common_params(args, usr_read_only),
+            # A downloaded tarball installs as an uploaded one does (install.sh knows the three modes).
+            "INSTALL_MODE": "tarball" if from_release(args) else args.install,
             # Only a tarball is checked against the version: other modes' inputs do not depend on it.
-            "ETCD_VERSION": args.version if args.install == "tarball" else "",
-            "ETCD_BIN": binaries(args)[0],
+            "ETCD_VERSION": args.version if from_release(args) else "",
+            "ETCD_BIN": binaries(args, usr_read_only)[0],
             "GO_ARCH": GO_ARCH.get(architecture, architecture),
-            "TARBALL_PATH": tarball_remote_path(args, architecture) if tarball else "",
-            "TARBALL_SHA256": tarball.sha256 if tarball else "",
+            "TARBALL_PATH": tarball_remote_path(args, architecture) if tarball_sha256 else "",
+            "TARBALL_SHA256": tarball_sha256,
             "MEMBER_NAME": member,
             "CONFIG_DIR": CONFIG_DIR,
             "DATA_ROOT": DATA_ROOT,
@@ -151,9 +185,9 @@ def render_configure_script(args: EtcdClusterArgs, member: str, address: str, ar
             "SNAPSHOT_UNIT": SNAPSHOT_UNIT,
             "ENV_CONTENT": render_env_file(args, member, address),
             "MEMBERSHIP_CONTENT": membership,
-            "UNIT_CONTENT": render_unit(args, member),
-            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member),
-            "CONFIG_HASH_SCRIPT": render_config_hash_script(args),
+            "UNIT_CONTENT": render_unit(args, member, usr_read_only),
+            "SNAPSHOT_SCRIPT": render_snapshot_script(args, member, usr_read_only),
+            "CONFIG_HASH_SCRIPT": render_config_hash_script(args, usr_read_only),
             "CONFIG_HASH_PATH": CONFIG_HASH_PATH,
             "STARTED_RECORD": started_record(member),
             "SNAPSHOT_SERVICE_CONTENT": snapshot_service,
@@ -161,15 +195,16 @@ def render_configure_script(args: EtcdClusterArgs, member: str, address: str, ar
             "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port),
             "HEALTH_TIMEOUT": args.health_timeout,
         },
-    )
+    ), usr_read_only)
 
 
-def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: Sequence[str]) -> str:
+def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: Sequence[str],
+                       usr_read_only: bool = False) -> str:
     """`seeds`: addresses of current members that are members before this one joins."""
     return render_script(
         ["shared/common.sh", "shared/files.sh", "etcd/common.sh", "etcd/join.sh"],
         {
-            **_common_params(args),
+            **_common_params(args, usr_read_only),
             "MEMBER_NAME": member,
             "PEER_URL": url(address, args.peer_port),
             "SEED_ENDPOINTS": ",".join(url(seed, args.client_port) for seed in seeds),
@@ -183,13 +218,14 @@ def render_join_script(args: EtcdClusterArgs, member: str, address: str, seeds: 
     )
 
 
-def render_remove_script(args: EtcdClusterArgs, target: str, target_address: str, address_reused: bool) -> str:
+def render_remove_script(args: EtcdClusterArgs, target: str, target_address: str, address_reused: bool,
+                         usr_read_only: bool = False) -> str:
     """`address_reused`: a current member has the target's address, so an unnamed (never started) entry at
-    that peer URL is that member's learner, not the target's."""
+    that peer URL is that member's learner, not the target's. `usr_read_only`: of the host it runs on."""
     return render_script(
         ["shared/common.sh", "etcd/common.sh", "etcd/remove.sh"],
         {
-            **_common_params(args),
+            **_common_params(args, usr_read_only),
             "TARGET_NAME": target,
             "TARGET_PEER_URL": "" if address_reused else url(target_address, args.peer_port),
             "LOCAL_CLIENT_URL": url("127.0.0.1", args.client_port),
@@ -197,11 +233,11 @@ def render_remove_script(args: EtcdClusterArgs, target: str, target_address: str
     )
 
 
-def render_health_script(args: EtcdClusterArgs, members: Mapping[str, str]) -> str:
+def render_health_script(args: EtcdClusterArgs, members: Mapping[str, str], usr_read_only: bool = False) -> str:
     return render_script(
         ["shared/common.sh", "etcd/common.sh", "etcd/health.sh"],
         {
-            **_common_params(args),
+            **_common_params(args, usr_read_only),
             "ENDPOINTS": ",".join(url(address, args.client_port) for address in members.values()),
             "EXPECTED_MEMBERS": tuple(members),
             "TIMEOUT": args.health_timeout,
@@ -227,3 +263,29 @@ def render_etcdctl_env(args: EtcdClusterArgs, addresses: Sequence[str],
 
 def tarball_remote_path(args: EtcdClusterArgs, architecture: str) -> str:
     return f"/var/tmp/cookbook-etcd-v{args.version}-linux-{architecture}.tar.gz"
+
+
+def release_file(args: EtcdClusterArgs, architecture: str) -> str:
+    """The name of etcd's release tarball for a Debian architecture (etcd names it after Go's)."""
+    return f"etcd-v{args.version}-linux-{GO_ARCH.get(architecture, architecture)}.tar.gz"
+
+
+def render_download_script(args: EtcdClusterArgs, architecture: str) -> str:
+    """Download mode: fetches etcd's release tarball and the release's SHA256SUMS from `download_url`, checks
+    one against the other, keeps the tarball where the member step installs it from, prints its sha256."""
+    base = f"{args.download_url.rstrip('/')}/v{args.version}"
+    return render_script(
+        ["shared/common.sh", "etcd/download.sh"],
+        {"TARBALL_URL": f"{base}/{release_file(args, architecture)}", "SUMS_URL": f"{base}/SHA256SUMS",
+         "FILE_NAME": release_file(args, architecture), "TARBALL_PATH": tarball_remote_path(args, architecture),
+         "SHA256_MARKER": DOWNLOADED_MARKER},
+    )
+
+
+def downloaded_sha256(stdout: str) -> str:
+    """The sha256 the download step printed (its last marker line)."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(DOWNLOADED_MARKER):
+            return line[len(DOWNLOADED_MARKER):].strip()
+    raise ValueError(f"the etcd download step printed no {DOWNLOADED_MARKER} line; output ended with: "
+                     f"{stdout[-500:]!r}")

@@ -2,6 +2,7 @@
 embedded flannel; rolling restarts and upgrades one node at a time, a readiness gate, a kubeconfig output."""
 
 from components.kubernetes.cluster import Datastore, KubernetesCluster, KubernetesClusterArgs, KubernetesNode
-from components.kubernetes.render import render_control_plane_gate
+from components.kubernetes.render import render_control_plane_gate, render_worker_gate
 
-__all__ = ["Datastore", "KubernetesCluster", "KubernetesClusterArgs", "KubernetesNode", "render_control_plane_gate"]
+__all__ = ["Datastore", "KubernetesCluster", "KubernetesClusterArgs", "KubernetesNode", "render_control_plane_gate",
+           "render_worker_gate"]

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from components.kubernetes.cluster import KubernetesClusterArgs
 from components.kubernetes.render import (
     ARCHITECTURES,
+    CA_MODES,
     FLANNEL_BACKENDS,
     INSTALL_MODES,
     INSTALL_SCRIPT_SHA256,
@@ -245,6 +246,7 @@ def parse_kubernetes_config(raw: Any, nodes: Sequence[NodeLike], has_etcd: bool,
         api_port=api_port,
         ready_timeout=section.value("ready_timeout", int, 300, check_positive),
         drain_timeout=section.value("drain_timeout", int, 300, check_positive),
+        ca=section.value("ca", str, "cookbook", one_of(CA_MODES)),
     )
     section.finish()
     _check_networks(settings, nodes, problems)

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import yaml
 
-from components.shared.scripts import render_script, shell_assignment, template
+from components.shared.scripts import ShellValue, render_script, shell_assignment, template
 
 K3S_VERSION = "v1.34.7+k3s1"
 # sha256 of k3s's install.sh at each tag the recipe knows (online mode downloads it and checks this).
@@ -33,8 +33,18 @@ CONFIG_DIR = "/etc/rancher/k3s"
 CONFIG_FILE = f"{CONFIG_DIR}/config.yaml"
 ADMIN_KUBECONFIG = f"{CONFIG_DIR}/k3s.yaml"  # written by k3s servers (write-kubeconfig-mode 0600)
 SECRETS_DIR = f"{CONFIG_DIR}/cookbook"  # token files and the datastore client PKI, dir 0700, files 0600
-STATE_DIR = "/var/lib/cookbook-k3s"  # what k3s last started with (version + config hash)
+STATE_DIR = "/var/lib/cookbook-k3s"  # what k3s last started with (version + config hash), immutable settings
+UPLOAD_DIR = "/var/lib/cookbook-k3s-airgap"  # airgap uploads (owned by the login user CopyToRemote connects as)
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
+TLS_DIR = "/var/lib/rancher/k3s/server/tls"  # k3s uses CA files it finds here at its first start
+CA_MODES = ("cookbook", "k3s")  # the stack's CAs (pulumi-tls, placed before the first start), or k3s's own
+# The cluster CAs a server receives (cookbook mode): k3s's file names (pkg/daemons/control/deps/deps.go).
+CA_FILES = ("server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key")
+# Server settings k3s cannot change once the cluster exists (config.yaml key, stack config key): each server
+# records them at k3s's first start and refuses a change (k3s itself compares them only for a server that
+# joins through another server's URL, pkg/cluster/bootstrap.go compareConfig, never with an external datastore).
+IMMUTABLE_SETTINGS = (("cluster-cidr", "kubernetes.cluster_cidr"), ("service-cidr", "kubernetes.service_cidr"),
+                      ("cluster-dns", "kubernetes.cluster_dns"), ("cluster-domain", "kubernetes.cluster_domain"))
 DEFAULT_BIN_DIR = "/usr/local/bin"
 READ_ONLY_USR_BIN_DIR = "/opt/bin"  # Fedora CoreOS, Flatcar: /usr is read-only
 SERVICES = {"server": "k3s", "agent": "k3s-agent"}  # unit names as k3s's installer gives them
@@ -165,10 +175,11 @@ def install_script_url(version: str) -> str:
     return f"https://raw.githubusercontent.com/k3s-io/k3s/{quote(version, safe='')}/install.sh"
 
 
-def upload_paths(version: str, architecture: str) -> tuple[str, str]:
-    """Where CopyToRemote puts the airgap binary and images on the node (checked there before use)."""
-    base = f"/var/tmp/cookbook-k3s-{version.replace('+', '-')}-{architecture}"
-    return f"{base}", f"{base}-images.tar.zst"
+def upload_paths(airgap: AirgapArtifacts, architecture: str) -> tuple[str, str]:
+    """Where CopyToRemote puts the airgap binary and images on the node: the recipe's upload directory, each
+    file named by its sha256 (another artifact is another path, so it is copied; the node checks it again)."""
+    return (f"{UPLOAD_DIR}/{airgap.binary.sha256}-k3s",
+            f"{UPLOAD_DIR}/{airgap.images.sha256}-k3s-airgap-images-{architecture}.tar.zst")
 
 
 def images_file(architecture: str) -> str:
@@ -244,17 +255,37 @@ def secret_bundle(files: Mapping[str, str]) -> str:
     return "".join(f"==> {name} <==\n{(content or '').rstrip(chr(10))}\n" for name, content in files.items())
 
 
+def _stdin_files(node: NodePlan, ca: str) -> dict[str, tuple[str, ...]]:
+    server = node.role == "server"
+    return {"SECRET_FILES": SERVER_SECRET_FILES if server else AGENT_SECRET_FILES,
+            "CA_FILES": CA_FILES if server and ca == "cookbook" else (),
+            "TRANSIENT_FILES": () if server else AGENT_TRANSIENT_FILES}
+
+
+def _role_metadata(node: NodePlan) -> dict[str, ShellValue]:
+    return {"LABELS_WANTED": tuple(f"{LABEL_PREFIX}/{role}" for role in ROLES if role in node.roles),
+            "LABELS_UNWANTED": tuple(f"{LABEL_PREFIX}/{role}" for role in ROLES if role not in node.roles),
+            "CONTROL_PLANE_TAINT": CONTROL_PLANE_TAINT, "TAINTED": not node.schedulable}
+
+
+def _immutable(config: Mapping[str, Any]) -> dict[str, ShellValue]:
+    present = [(name, key) for name, key in IMMUTABLE_SETTINGS if name in config]
+    return {"IMMUTABLE_NAMES": tuple(name for name, _ in present), "IMMUTABLE_KEYS": tuple(key for _, key in present),
+            "IMMUTABLE_VALUES": tuple(str(config[name]) for name, _ in present)}
+
+
 def render_node_script(node: NodePlan, install: InstallPlan, config: Mapping[str, Any],
-                       timeouts: Timeouts = Timeouts(), wireguard: bool = False) -> str:
-    """The one step that installs, configures and (only when its state says so) restarts k3s on a node."""
+                       timeouts: Timeouts = Timeouts(), wireguard: bool = False, ca: str = "cookbook",
+                       print_kubeconfig_digest: bool = False) -> str:
+    """The one step that installs, configures and (only when its state says so) restarts k3s on a node.
+    `ca`: kubernetes.ca (a server in cookbook mode receives the cluster's CAs); `print_kubeconfig_digest`: the
+    first server in k3s mode prints the digest of k3s's admin kubeconfig (the admin step re-reads it)."""
     role = node.role
-    binary_upload, images_upload = upload_paths(install.version, install.architecture)
     airgap = install.airgap if install.mode == "airgap" else None
-    secret_files = SERVER_SECRET_FILES if role == "server" else AGENT_SECRET_FILES
-    transient = () if role == "server" else AGENT_TRANSIENT_FILES
+    binary_upload, images_upload = upload_paths(airgap, install.architecture) if airgap else ("", "")
     return render_script(
-        ["shared/common.sh", "shared/files.sh", "kubernetes/common.sh", "kubernetes/install.sh",
-         "kubernetes/node.sh"],
+        ["shared/common.sh", "shared/files.sh", "kubernetes/common.sh", "kubernetes/steps.sh",
+         "kubernetes/install.sh", "kubernetes/node.sh"],
         {
             "NODE_NAME": node.name,
             "ROLE": role,
@@ -265,26 +296,59 @@ def render_node_script(node: NodePlan, install: InstallPlan, config: Mapping[str
             "ARCH": install.architecture,
             "BIN_DIR": install.bin_dir,
             "K3S_BIN": install.k3s_bin,
-            "BINARY_UPLOAD": binary_upload if airgap else "",
+            "BINARY_UPLOAD": binary_upload,
             "BINARY_SHA256": airgap.binary.sha256 if airgap else "",
-            "IMAGES_UPLOAD": images_upload if airgap else "",
+            "IMAGES_UPLOAD": images_upload,
             "IMAGES_SHA256": airgap.images.sha256 if airgap else "",
             "IMAGES_FILE": images_file(install.architecture) if airgap else "",
+            "UPLOAD_DIR": UPLOAD_DIR,
             "INSTALL_SCRIPT_URL": install_script_url(install.version) if install.mode == "online" else "",
             "INSTALL_SCRIPT_SHA256": install.install_script_sha256 if install.mode == "online" else "",
             "CONFIG_FILE": CONFIG_FILE,
             "CONFIG_CONTENT": config_yaml(config).rstrip("\n"),
             "UNIT_CONTENT": render_unit(role, install.bin_dir).rstrip("\n"),
             "SECRETS_DIR": SECRETS_DIR,
-            "SECRET_FILES": secret_files,
-            "TRANSIENT_FILES": transient,
+            **_stdin_files(node, ca),
+            "TLS_DIR": TLS_DIR,
             "STATE_DIR": STATE_DIR,
             "ADMIN_KUBECONFIG": ADMIN_KUBECONFIG,
             "NEEDS_WIREGUARD": wireguard,
             "READY_TIMEOUT": timeouts.ready,
             "DRAIN_TIMEOUT": timeouts.drain,
+            **(_immutable(config) if role == "server" else _immutable({})),
+            **_role_metadata(node),
+            "PRINT_KUBECONFIG_DIGEST": print_kubeconfig_digest,
         },
     )
+
+
+def render_delete_script(node: NodePlan, timeouts: Timeouts = Timeouts(), ca: str = "cookbook") -> str:
+    """The node step's `delete`: drains the node, stops and disables k3s, deletes its Node object and removes
+    what the step wrote. It needs no facts (k3s is looked up in /usr/local/bin and /opt/bin), so it changes only
+    with the node's name, role and the timeouts."""
+    role = node.role
+    return render_script(
+        ["shared/common.sh", "kubernetes/common.sh", "kubernetes/steps.sh", "kubernetes/delete.sh"],
+        {
+            "NODE_NAME": node.name,
+            "ROLE": role,
+            "SERVICE": SERVICES[role],
+            "OTHER_SERVICE": SERVICES["agent" if role == "server" else "server"],
+            "CONFIG_FILE": CONFIG_FILE,
+            "SECRETS_DIR": SECRETS_DIR,
+            **_stdin_files(node, ca),
+            "STATE_DIR": STATE_DIR,
+            "ADMIN_KUBECONFIG": ADMIN_KUBECONFIG,
+            "READY_TIMEOUT": timeouts.ready,
+            "DRAIN_TIMEOUT": timeouts.drain,
+        },
+    )
+
+
+def render_upload_dir_script(owner: str) -> str:
+    """Makes the airgap upload directory, owned by `owner` (the login user CopyToRemote connects as)."""
+    return render_script(["shared/common.sh", "kubernetes/upload-dir.sh"],
+                         {"UPLOAD_DIR": UPLOAD_DIR, "UPLOAD_OWNER": owner})
 
 
 def render_admin_script(bin_dir: str, timeout: int) -> str:
@@ -304,19 +368,43 @@ def render_ready_script(bin_dir: str, nodes: Sequence[str], timeout: int) -> str
     )
 
 
-def gate_params(node: str) -> dict[str, str]:
-    """Parameters of `kubernetes/gate.sh` (the control-plane health gate) for `node`."""
-    return {"KUBERNETES_GATE_NODE": node, "KUBERNETES_GATE_KUBECONFIG": ADMIN_KUBECONFIG}
+AGENT_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"  # k3s agent: the kubelet's own credentials
 
 
-def render_control_plane_gate(node: str) -> str:
+def gate_params(node: str, other_servers: Mapping[str, str] | None = None, port: int = 6443) -> dict[str, ShellValue]:
+    """Parameters of `kubernetes/gate.sh` (the control-plane health gate) for `node`; `other_servers`: the
+    cluster's other servers, name -> address (their APIs stand in while this one is down)."""
+    others = dict(sorted((other_servers or {}).items()))
+    return {"KUBERNETES_GATE_NODE": node, "KUBERNETES_GATE_KUBECONFIG": ADMIN_KUBECONFIG,
+            "KUBERNETES_GATE_SERVERS": tuple(others),
+            "KUBERNETES_GATE_APIS": tuple(https_url(address, port) for address in others.values())}
+
+
+def worker_gate_params(node: str) -> dict[str, ShellValue]:
+    """Parameters of `kubernetes/worker-gate.sh` (the worker health gate) for `node`."""
+    return {"KUBERNETES_WORKER_GATE_NODE": node, "KUBERNETES_WORKER_GATE_KUBECONFIG": AGENT_KUBECONFIG}
+
+
+def _rendered_gate(params: Mapping[str, ShellValue], fragment: str) -> str:
+    header = "\n".join(shell_assignment(name, value) for name, value in params.items())
+    return f"{header}\n{template(fragment).rstrip(chr(10))}\n"
+
+
+def render_control_plane_gate(node: str, other_servers: Mapping[str, str] | None = None, port: int = 6443) -> str:
     """The control-plane health gate for the node layer's one-at-a-time reboots, rendered: its parameter
     assignments, then the definition of `kubernetes_control_plane_gate` (a one-shot check, see
-    components/nodes/gates.py): 0 when this node's k3s API answers /readyz and the node is Ready with a status
-    reported since this boot, or when no k3s server is set up on the node yet; 1 (saying what it waits for)
-    otherwise. It needs bash and coreutils; `k3s` is looked up in /usr/local/bin and /opt/bin."""
-    header = "\n".join(shell_assignment(name, value) for name, value in gate_params(node).items())
-    return f"{header}\n{template('kubernetes/gate.sh').rstrip(chr(10))}\n"
+    components/nodes/gates.py): 0 when the API answers /readyz (this server's or another's), this node is Ready
+    with a status reported since this boot and every other registered server is Ready, or when no k3s server is
+    set up on the node yet; 1 (saying what it waits for) otherwise. It needs bash, coreutils and awk; `k3s` is
+    looked up in /usr/local/bin and /opt/bin."""
+    return _rendered_gate(gate_params(node, other_servers, port), "kubernetes/gate.sh")
+
+
+def render_worker_gate(node: str) -> str:
+    """The worker health gate, rendered like `render_control_plane_gate`: `kubernetes_worker_gate` is 0 when
+    this node is Ready with a status its kubelet reported since this boot (asked with the node's own kubelet
+    credentials), or when no k3s agent is set up on the node yet."""
+    return _rendered_gate(worker_gate_params(node), "kubernetes/worker-gate.sh")
 
 
 # --- kubeconfig ---------------------------------------------------------------------------------------
@@ -329,6 +417,28 @@ def printed_kubeconfig(stdout: str) -> str:
     if not encoded:
         raise ValueError("the admin step printed no kubeconfig")
     return base64.b64decode(encoded).decode()
+
+
+def admin_kubeconfig(name: str, server_url: str, ca_cert_pem: str, client_cert_pem: str,
+                     client_key_pem: str) -> str:
+    """The admin kubeconfig of a cluster whose server CA is `ca_cert_pem`, with the client certificate the
+    stack issued (O=system:masters); cluster, user and context named `name`. Built as data, serialised sorted."""
+
+    def data(pem: str) -> str:
+        return base64.b64encode(pem.encode()).decode()
+
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server_url,
+                                                "certificate-authority-data": data(ca_cert_pem)}}],
+        "users": [{"name": name, "user": {"client-certificate-data": data(client_cert_pem),
+                                          "client-key-data": data(client_key_pem)}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
 
 
 def rewrite_kubeconfig(text: str, server_url: str, name: str) -> str:

@@ -12,6 +12,9 @@ Resources (for `local`, prefix `cookbook-local`):
     local-registry-data, local-registry   docker volume and container: a registry published on 127.0.0.1 that
                                           the k3s nodes pull from (k3s's registries.yaml mirror), as k3d's
                                           registries work
+    local-mesos (cookbook:mesos:Cluster)  with `local.mesos` switched on (amd64 engines only): the Mesos recipe's
+                                          ZooKeeper, masters, Marathon and agents on this network
+                                          (components/local/mesos.py)
 
 The engine is reached as the Docker CLI would: DOCKER_HOST (or DOCKER_CONTEXT), else the local socket; the
 program checks it answers before declaring anything (components/local/engine.py).
@@ -30,6 +33,12 @@ from components.local import render
 from components.local.containers import LABEL, Limits, Published, container, pulled_image, volume
 from components.local.etcd import LocalEtcd, LocalEtcdArgs, LocalEtcdTarget, member_names
 from components.local.kubernetes import LocalKubernetes, LocalKubernetesArgs, LocalKubernetesTarget
+from components.local.mesos import LocalMesosArgs
+from components.local.mesos import cluster_args as mesos_cluster_args
+from components.local.mesos import docker_objects as mesos_docker_objects
+from components.local.mesos import problems as mesos_problems
+from components.local.mesos import published_ports as mesos_published_ports
+from components.mesos.cluster import MesosCluster
 
 REGISTRY_IMAGE = "registry:3.0.0"  # CNCF Distribution, the `registry` official image (multi-arch)
 DEFAULT_PREFIX = "cookbook-local"
@@ -58,6 +67,7 @@ class LocalClusterArgs:
     etcd: LocalEtcdArgs = field(default_factory=LocalEtcdArgs)
     kubernetes: LocalKubernetesArgs | None = field(default_factory=LocalKubernetesArgs)
     registry: LocalRegistryArgs | None = field(default_factory=LocalRegistryArgs)
+    mesos: LocalMesosArgs | None = None  # off unless switched on (`local.mesos`)
     context: str = DEFAULT_PREFIX  # the kubeconfig's cluster, user and context name (the program: the stack's)
 
 
@@ -69,6 +79,8 @@ def published_ports(args: LocalClusterArgs) -> list[tuple[int, str]]:
         ports += [(port, "a Kubernetes NodePort") for port in args.kubernetes.node_ports]
     if args.registry is not None:
         ports.append((args.registry.port, "the registry"))
+    if args.mesos is not None:
+        ports += mesos_published_ports(args.mesos)
     return ports
 
 
@@ -83,6 +95,8 @@ def validate(args: LocalClusterArgs) -> list[str]:
                         f"{list(args.etcd.client_ports)}")
     if args.kubernetes is not None and not 0 <= args.kubernetes.agents <= render.MAX_AGENTS:
         problems.append(f"kubernetes.agents: between 0 and {render.MAX_AGENTS}, got {args.kubernetes.agents}")
+    if args.mesos is not None:
+        problems += mesos_problems(args.mesos)
     ports = published_ports(args)
     for port in sorted({port for port, _ in ports}):
         users = [what for p, what in ports if p == port]
@@ -99,6 +113,7 @@ class LocalCluster(pulumi.ComponentResource):
     kubernetes: LocalKubernetes | None
     registry: pulumi.Output[str] | None  # `127.0.0.1:<port>`: push images there; the cluster pulls them by that name
     registry_container: docker.Container | None
+    mesos: MesosCluster | None
     docker_objects: pulumi.Output[dict[str, list[str]]]
 
     def __init__(self, name: str, args: LocalClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -107,13 +122,10 @@ class LocalCluster(pulumi.ComponentResource):
             raise ValueError(f"LocalCluster {name!r}: " + "; ".join(problems))
         super().__init__(self.TYPE, name, None, opts)
         agents = args.kubernetes.agents if args.kubernetes is not None else 0
-        fixed = render.addresses(args.subnet, args.etcd.members, agents)
-        network = docker.Network(
-            f"{name}-network", name=args.prefix, driver="bridge",
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=args.subnet, gateway=fixed.gateway)],
-            options={HOST_BINDING_OPTION: render.LOOPBACK},
-            labels=[docker.NetworkLabelArgs(label=LABEL.label, value=LABEL.value)],
-            opts=pulumi.ResourceOptions(parent=self))
+        mesos = args.mesos
+        fixed = render.addresses(args.subnet, args.etcd.members, agents, mesos.masters if mesos else 0,
+                                 mesos.agents if mesos else 0)
+        network = local_network(f"{name}-network", args.prefix, args.subnet, fixed.gateway, self)
 
         self.etcd = LocalEtcd(f"{name}-etcd", args.etcd, LocalEtcdTarget(
             prefix=args.prefix, network=network, addresses=fixed.etcd,
@@ -152,6 +164,15 @@ class LocalCluster(pulumi.ComponentResource):
                 etcd_containers=etcd.containers, registries_yaml=registries_yaml, context=args.context),
                 opts=pulumi.ResourceOptions(parent=self))
 
+        self.mesos = None
+        if mesos is not None:
+            self.mesos = MesosCluster(f"{name}-mesos", mesos_cluster_args(args.prefix, mesos, network, fixed),
+                                      opts=pulumi.ResourceOptions(parent=self))
+            created += self.mesos.containers
+            mesos_containers, mesos_volumes = mesos_docker_objects(args.prefix, mesos)
+            containers += mesos_containers
+            volumes += mesos_volumes
+
         nodes: pulumi.Input[list[str]] = self.kubernetes.node_names if self.kubernetes is not None else []
 
         def objects(node_names: list[str]) -> dict[str, list[str]]:
@@ -165,6 +186,18 @@ class LocalCluster(pulumi.ComponentResource):
             "docker_objects": self.docker_objects,
             "registry": self.registry,
         })
+
+
+def local_network(resource_name: str, prefix: str, subnet: str, gateway: str,
+                  parent: pulumi.Resource | None) -> docker.Network:
+    """The local stack's network: a bridge with a fixed subnet (every container has a fixed address) whose
+    published ports bind to 127.0.0.1 unless a container says otherwise."""
+    return docker.Network(
+        resource_name, name=prefix, driver="bridge",
+        ipam_configs=[docker.NetworkIpamConfigArgs(subnet=subnet, gateway=gateway)],
+        options={HOST_BINDING_OPTION: render.LOOPBACK},
+        labels=[docker.NetworkLabelArgs(label=LABEL.label, value=LABEL.value)],
+        opts=pulumi.ResourceOptions(parent=parent))
 
 
 def store_transformations(registry: pulumi.Resource | None) -> list[pulumi.ResourceTransformation]:

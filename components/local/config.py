@@ -6,6 +6,11 @@
       etcd: {image: ..., members: 3, client_ports: [2379, 22379, 32379], memory_mb: 256, cpus: "0.5"}
       kubernetes: {enabled: true, image: ..., agents: 1, api_port: 6443, node_ports: [30080], ...}
       registry: {enabled: true, image: ..., port: 5001, memory_mb: 256, cpus: "0.5"}
+      mesos: {enabled: false, masters: 1, agents: 1, ...}   # the Mesos recipe on this engine: off unless switched on
+
+`local.mesos` is a switch: absent (or `enabled: false`) runs no Mesos; present, it runs the Mesos recipe on the local
+engine. Apache Mesos's images are amd64 only: the program refuses the switch, naming `local.mesos.enabled`, on an
+engine of another architecture (components/local/engine.py asks the engine, once it answered).
 
 The local stack runs its own etcd and Kubernetes: it is refused together with nodes, etcd, kubernetes, zookeeper,
 mesos or cloud sections. A `store` section goes onto its cluster (checked by `check_store_on_local`).
@@ -29,6 +34,15 @@ from components.local.cluster import (
 from components.local.containers import Limits
 from components.local.etcd import LocalEtcdArgs
 from components.local.kubernetes import DISABLED_COMPONENTS, LocalKubernetesArgs
+from components.local.mesos import (
+    LOCAL_AGENT_RESOURCES,
+    MARATHON_PORT,
+    MASTER_PORT,
+    MESOS_MASTER_COUNTS,
+    LocalMesosArgs,
+    default_ports,
+)
+from components.mesos.config import parse_images, parse_resources
 from components.shared.validation import (
     Problems,
     Section,
@@ -45,7 +59,8 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 # What k3s's `disable` accepts (its packaged components: docs.k3s.io/installation/packaged-components).
 K3S_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
-MIN_MEMORY_MB = {"etcd": 64, "server": 512, "agent": 512, "registry": 32}
+MIN_MEMORY_MB = {"etcd": 64, "server": 512, "agent": 512, "registry": 32, "zookeeper": 128, "mesos-master": 128,
+                 "marathon": 256}
 
 
 def check_cpus(value: str) -> str | None:
@@ -144,6 +159,60 @@ def _parse_registry(raw: Any, problems: Problems) -> LocalRegistryArgs | None:
     return args if enabled else None
 
 
+def _parse_mesos(raw: Any, problems: Problems) -> LocalMesosArgs | None:
+    """`local.mesos`: None when absent or switched off (its other keys are still checked)."""
+    if raw is None:
+        return None
+    section = Section(raw, "local.mesos", problems)
+    enabled = _enabled(section)
+    base = LocalMesosArgs()
+
+    def masters_count(value: int) -> str | None:
+        return None if value in MESOS_MASTER_COUNTS else (
+            f"must be {' or '.join(map(str, MESOS_MASTER_COUNTS))} (an odd count: `--quorum` is a majority; at most "
+            f"{render.MAX_MESOS_MASTERS} in the local network's address plan), got {value}")
+
+    def agents_range(value: int) -> str | None:
+        return None if 0 <= value <= render.MAX_MESOS_AGENTS else \
+            f"must be between 0 and {render.MAX_MESOS_AGENTS}, got {value}"
+
+    masters = section.value("masters", int, base.masters, masters_count)
+    resources, containerizers = parse_resources(section.raw("agent"), problems, "local.mesos.agent",
+                                                LOCAL_AGENT_RESOURCES)
+    parts = {part: Section(section.raw(part), f"local.mesos.{part}", problems)
+             for part in ("master", "marathon", "zookeeper")}
+    args = LocalMesosArgs(
+        masters=masters,
+        agents=section.value("agents", int, base.agents, agents_range),
+        images=parse_images(section.raw("images"), problems, "local.mesos.images"),
+        master_ports=_ports(section, "master_ports", default_ports(MASTER_PORT, masters)),
+        marathon_ports=_ports(section, "marathon_ports", default_ports(MARATHON_PORT, masters)),
+        resources=resources,
+        containerizers=containerizers,
+        master_limits=_limits(parts["master"], "mesos-master", base.master_limits),
+        marathon_limits=_limits(parts["marathon"], "marathon", base.marathon_limits),
+        zookeeper_limits=_limits(parts["zookeeper"], "zookeeper", base.zookeeper_limits),
+    )
+    for key, ports in (("master_ports", args.master_ports), ("marathon_ports", args.marathon_ports)):
+        if len(ports) != masters:
+            problems.add(section.key(key), f"one port per master ({masters}), got {list(ports)}")
+    for part in (*parts.values(), section):
+        part.finish()
+    return args if enabled else None
+
+
+def _check_task_ports(args: LocalClusterArgs, problems: Problems) -> None:
+    """An agent's task ports must not take what the stack publishes on this machine: a Docker task on the host
+    network would bind them on the engine's host."""
+    if args.mesos is None or args.mesos.agents == 0:
+        return
+    low, high = args.mesos.resources.ports
+    for port, what in sorted(published_ports(args)):
+        if low <= port <= high:
+            problems.add("local.mesos.agent.ports", f"{low}-{high} includes port {port}, published on 127.0.0.1 by "
+                                                    f"{what}: a task given it would clash")
+
+
 def _check_subnet(value: str) -> str | None:
     return render.subnet_problem(value)
 
@@ -153,6 +222,10 @@ def parse_local_config(raw: Any, present: Iterable[str], problems: Problems) -> 
     if raw is None:
         return None
     for other in sorted(set(present) & set(EXCLUSIVE_SECTIONS)):
+        if other == "mesos":
+            problems.add(other, "the local stack runs Mesos from its own `local.mesos` section (a switch): move "
+                                "these settings there, or remove `local` to run Mesos on nodes")
+            continue
         problems.add(other, "the local stack runs its own etcd and Kubernetes in Docker: remove this section, or "
                             "remove `local` to run the recipes on nodes")
     section = Section(raw, "local", problems)
@@ -162,8 +235,10 @@ def parse_local_config(raw: Any, present: Iterable[str], problems: Problems) -> 
         etcd=_parse_etcd(section.raw("etcd"), problems),
         kubernetes=_parse_kubernetes(section.raw("kubernetes"), problems),
         registry=_parse_registry(section.raw("registry"), problems),
+        mesos=_parse_mesos(section.raw("mesos"), problems),
     )
     section.finish()
+    _check_task_ports(args, problems)
     ports = published_ports(args)
     for port in sorted({port for port, _ in ports}):
         users = [what for p, what in ports if p == port]

@@ -80,25 +80,18 @@ def container(resource_name: str, *, parent: pulumi.Resource, name: str, image: 
     return docker.Container(
         resource_name,
         name=name,
-        hostname=name,
         # By its pinned reference (the policy pack and `docker ps` see the name), once it is pulled.
         image=image.name,
         command=list(command),
         envs=list(envs),
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, ipv4_address=address)],
-        ports=[docker.ContainerPortArgs(internal=port.container_port, external=port.host_port, ip=LOOPBACK,
-                                        protocol="tcp") for port in published],
         volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=path)
                  for path, volume in sorted((volumes or {}).items())],
         uploads=[docker.ContainerUploadArgs(file=upload.path, content=upload.content, permissions=upload.permissions)
                  for upload in uploads],
         restart=RESTART_POLICY,
         must_run=True,
-        memory=limits.memory_mb,
-        memory_swap=limits.memory_mb,
-        cpus=limits.cpus,
-        destroy_grace_seconds=STOP_GRACE_SECONDS,
         labels=[LABEL],
+        **placement(name, network, address, limits, published),
         opts=pulumi.ResourceOptions(
             parent=parent,
             # The image is pulled first; the caller's reasons for the others.
@@ -110,11 +103,30 @@ def container(resource_name: str, *, parent: pulumi.Resource, name: str, image: 
     )
 
 
-def volume(resource_name: str, name: str, parent: pulumi.Resource) -> docker.Volume:
-    """A named volume: what a container keeps across its replacement, removed only by `make destroy`."""
+def placement(name: str, network: docker.Network, address: str, limits: Limits,
+              published: Sequence[Published] = ()) -> dict[str, Any]:
+    """The container arguments that put a container of the local recipe on its network (its name as hostname, a
+    fixed address, ports on loopback only), within its limits and with a clean stop (also the Mesos recipe's
+    placement on the local stack: components/local/mesos.py)."""
+    return {
+        "hostname": name,
+        "networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=network.name, ipv4_address=address)],
+        "ports": [docker.ContainerPortArgs(internal=port.container_port, external=port.host_port, ip=LOOPBACK,
+                                           protocol="tcp") for port in published],
+        "memory": limits.memory_mb,
+        "memory_swap": limits.memory_mb,  # no swap beyond the limit
+        "cpus": limits.cpus,
+        "destroy_grace_seconds": STOP_GRACE_SECONDS,
+    }
+
+
+def volume(resource_name: str, name: str, parent: pulumi.Resource,
+           depends_on: Sequence[pulumi.Resource] = ()) -> docker.Volume:
+    """A named volume: what a container keeps across its replacement, removed only by `make destroy`.
+    `depends_on`: the caller's reasons."""
     return docker.Volume(resource_name, name=name,
                          labels=[docker.VolumeLabelArgs(label=LABEL.label, value=LABEL.value)],
-                         opts=pulumi.ResourceOptions(parent=parent))
+                         opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)))
 
 
 def pulled_image(resource_name: str, reference: str, parent: pulumi.Resource) -> docker.RemoteImage:

@@ -8,6 +8,8 @@ Resources (for `local-etcd` with members cookbook-local-etcd-1..3):
     local-etcd-operator-*, local-etcd-apiserver-* tls: client certificates (etcdctl, k3s's datastore client)
     local-etcd-member-<member>-key/-csr/-cert     tls: each member's server+peer certificate (its name, address,
                                                   localhost and 127.0.0.1: clients come through published ports)
+    local-etcd-membership                         dynamic (MembershipGuard): the member count the cluster was
+                                                  created with; refuses a different one (see below)
     local-etcd-data-<member>                      docker volume: the member's data directory
     local-etcd-container-<member>                 docker container: etcd with the recipe's env file as its
                                                   environment, certificates uploaded (secret), client port
@@ -15,6 +17,16 @@ Resources (for `local-etcd` with members cookbook-local-etcd-1..3):
                                                   through it (`endpoint health`, a quorum read)
 
 Members start together: each one's health needs a quorum, so none could wait for another to be created first.
+
+The member count is fixed for the cluster's life. Every member starts from the etcd recipe's bootstrap membership
+(ETCD_INITIAL_CLUSTER listing all of them, ETCD_INITIAL_CLUSTER_STATE=new): members added later would bootstrap a
+cluster of their own (etcd's runtime reconfiguration, `member add` before the new member starts with
+INITIAL_CLUSTER_STATE=existing, is not implemented here), and the members left after a shrink keep the old
+membership and lose their quorum. So `local-etcd-membership` records the count in its inputs, and its `check` (which
+the engine runs with the previous inputs, at preview and before any step of `up`) refuses another one, naming
+`local.etcd.members` and saying to `make destroy` first; every member's volume and container waits for it. A new
+`prefix` is a new cluster (other names everywhere): any count goes. A stack created before the guard existed gets
+its record on its first run with it (a count changed in that same run is not caught).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from typing import Any, ClassVar
 
 import pulumi
 import pulumi_docker as docker
+from pulumi import dynamic
 
 from components.etcd import render as etcd_render
 from components.etcd.cluster import EtcdClusterArgs, ca_resource_name
@@ -37,6 +50,7 @@ CLIENT_PORT, PEER_PORT = 2379, 2380  # inside the containers
 DEFAULT_CLIENT_PORTS = (2379, 22379, 32379)  # published on 127.0.0.1, one per member (etcd's own Procfile's ports)
 ETCD_LIMITS = Limits(memory_mb=256, cpus="0.5")
 HEALTH_TIMEOUT = 180  # seconds a member may take to become healthy (a first start pulls nothing: images are pulled)
+MEMBERS_KEY = "local.etcd.members"
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,52 @@ def cluster_args(prefix: str, args: LocalEtcdArgs) -> EtcdClusterArgs:
                            heartbeat_interval=args.heartbeat_interval, election_timeout=args.election_timeout)
 
 
+def membership_change_problem(previous: int | None, wanted: int) -> str | None:
+    """Why a cluster created with `previous` members cannot be run with `wanted` (None when it can)."""
+    if previous is None or previous == wanted:
+        return None
+    return (f"{MEMBERS_KEY}: the local etcd cluster was created with {previous} members and cannot change to "
+            f"{wanted}: every member starts from the membership of the first `up` (ETCD_INITIAL_CLUSTER lists all "
+            "of them, ETCD_INITIAL_CLUSTER_STATE=new), so added members would form a cluster of their own and the "
+            f"members left after a shrink would lose their quorum. Set {MEMBERS_KEY} back to {previous}, or run "
+            "`make destroy` first (it removes the cluster with its data, and Kubernetes on it), then `make up` with "
+            f"{wanted} members.")
+
+
+class _MembershipGuardProvider(dynamic.ResourceProvider):
+    """Compares the wanted member count with the recorded one: the engine passes the previous inputs to `check`
+    (pulumi/dynamic/__main__.py Check), at preview and before any step of an update."""
+
+    KEYS = ("members", "cluster")
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        failures = []
+        previous = _olds.get("members")
+        if previous is not None and _olds.get("cluster") == news.get("cluster"):
+            problem = membership_change_problem(int(previous), int(news["members"]))
+            if problem is not None:
+                failures.append(dynamic.CheckFailure("members", problem))
+        return dynamic.CheckResult(news, failures)
+
+    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.DiffResult:
+        replaces = ["cluster"] if _olds.get("cluster") != _news.get("cluster") else []
+        return dynamic.DiffResult(changes=any(_olds.get(key) != _news.get(key) for key in self.KEYS),
+                                  replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        return dynamic.CreateResult(id_=str(props["cluster"]), outs=props)
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.UpdateResult:
+        return dynamic.UpdateResult(outs=_news)
+
+
+class MembershipGuard(dynamic.Resource):
+    """Records the member count of the etcd cluster `cluster` (its token) and refuses to change it."""
+
+    def __init__(self, name: str, members: int, cluster: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(_MembershipGuardProvider(), name, {"members": members, "cluster": cluster}, opts)
+
+
 class LocalEtcd(pulumi.ComponentResource):
     """An etcd cluster in containers. Outputs resolve once every member reported the cluster healthy."""
 
@@ -96,6 +156,8 @@ class LocalEtcd(pulumi.ComponentResource):
         names = member_names(target.prefix, args.members)
         addresses = dict(zip(names, target.addresses, strict=True))
         membership = etcd_render.bootstrap_membership(settings, names, addresses)
+        guard = MembershipGuard(f"{name}-membership", args.members, settings.cluster_token,
+                                opts=pulumi.ResourceOptions(parent=self))
 
         ca = pki.certificate_authority(ca_resource_name(name, 1), f"{target.prefix} etcd CA", self, protect=False)
         operator = pki.issue_certificate(f"{name}-operator", ca, "etcd-operator", uses=pki.CLIENT_USES, parent=self)
@@ -108,7 +170,8 @@ class LocalEtcd(pulumi.ComponentResource):
                 f"{name}-member-{member}", ca, member, uses=pki.SERVER_AND_CLIENT_USES,
                 alternative_names=sorted({member, address, "localhost", render.LOOPBACK, "::1"}), parent=self)
             certificates.append(cert)
-            data = volume(f"{name}-data-{member}", f"{member}-data", self)
+            # The member count is the recorded one before anything of a member exists on the engine.
+            data = volume(f"{name}-data-{member}", f"{member}-data", self, depends_on=[guard])
             self.containers.append(container(
                 f"{name}-container-{member}", parent=self, name=member, image=target.image,
                 network=target.network, address=address, limits=args.limits,
@@ -119,7 +182,9 @@ class LocalEtcd(pulumi.ComponentResource):
                          Upload(f"{render.ETCD_PKI_DIR}/member.crt", cert.cert_pem),
                          Upload(f"{render.ETCD_PKI_DIR}/member.key", pulumi.Output.secret(cert.key_pem), "0600")],
                 published=[Published(CLIENT_PORT, host_port)],
-                healthcheck=render.etcd_healthcheck(CLIENT_PORT), wait_timeout=HEALTH_TIMEOUT))
+                healthcheck=render.etcd_healthcheck(CLIENT_PORT), wait_timeout=HEALTH_TIMEOUT,
+                # The member count is the recorded one (a member started with another list would split).
+                depends_on=[guard]))
 
         healthy = pulumi.Output.all(*(member.id for member in self.containers))
 

@@ -11,14 +11,29 @@ admin certificate signed by the client CA: nothing has to be read back out of a 
 Resources (for `local-kubernetes`, one server and agents 1..n):
 
     local-kubernetes-token, -agent-token          random: the server token and the agent-only join token
+    local-kubernetes-node-password-key            random: the secret each node's password is derived from
     local-kubernetes-server-ca-*, -client-ca-*    tls: k3s's server (serving) and client CAs (not protected: the
                                                   local stack is removed whole by `make destroy`)
     local-kubernetes-admin-*                      tls: the kubeconfig's client certificate (system:masters)
     local-kubernetes-state-<node>                 docker volume: /var/lib/rancher/k3s of each node
     local-kubernetes-server                       docker container: `k3s server`, created once healthy: its API
                                                   answers and every node is Ready (the store deploys after it)
-    local-kubernetes-agent-<n>                    docker container: `k3s agent`; the first one publishes the
-                                                  node ports (a NodePort Service answers on every node)
+    local-kubernetes-agent-<n>                    docker container: `k3s agent`, created once it joined (its
+                                                  containerd runs) and its node is Ready; the first one publishes
+                                                  the node ports
+                                                  (a NodePort Service answers on every node)
+
+Node passwords. The server admits a node's kubelet only with the password it saw first for that node name: it keeps
+its hash as the secret `<node>.node-password.k3s` in kube-system (docs.k3s.io/architecture, "How Agent Node
+Registration Works"; k3s pkg/nodepassword), here in the local etcd, so it outlives every container. A node reads
+its password from /etc/rancher/node/password and generates one only when the file is missing (pkg/agent/config/
+config.go ensureNodePassword); that file is in the container's own filesystem, not in the state volume, so a
+replaced container would present a new one and be refused ("Node password rejected") forever. Every node (the
+server's own agent too) therefore gets its password uploaded before its first start: derived from one random
+secret of the cluster and the node's name (render.node_password), it is the same after any replacement, and for an
+agent removed and added back under its old name. An agent container counts as created only when it joined (k3s
+starts containerd only after the server signed its certificates) and its node is Ready
+(render.k3s_agent_healthcheck), so a rejected agent fails the run instead of passing silently.
 """
 
 from __future__ import annotations
@@ -56,6 +71,7 @@ ULIMITS = {"nofile": 65535, "nproc": 65535}  # k3s's docker-compose.yml
 DISABLED_COMPONENTS = ("servicelb", "traefik")
 SERVER_LIMITS = Limits(memory_mb=2048, cpus="2")  # k3s server: API server, scheduler, controllers
 AGENT_LIMITS = Limits(memory_mb=3072, cpus="2")  # kubelet, containerd and the workloads (Cassandra, Pithos)
+NODE_PASSWORD_KEY_LENGTH = 64
 READY_TIMEOUT = 600  # seconds the server may take to be Ready with every node (first start unpacks k3s's images)
 
 
@@ -116,6 +132,13 @@ class LocalKubernetes(pulumi.ComponentResource):
             random.RandomPassword(f"{name}-token", length=TOKEN_LENGTH, special=False, opts=child).result)
         agent_token = pulumi.Output.secret(
             random.RandomPassword(f"{name}-agent-token", length=TOKEN_LENGTH, special=False, opts=child).result)
+        password_key = pulumi.Output.secret(random.RandomPassword(
+            f"{name}-node-password-key", length=NODE_PASSWORD_KEY_LENGTH, special=False, opts=child).result)
+
+        def node_password(node: str) -> Upload:
+            return Upload(render.K3S_NODE_PASSWORD_FILE,
+                          pulumi.Output.secret(password_key.apply(lambda key: render.node_password(key, node))),
+                          "0600")
         server_ca = pki.certificate_authority(f"{name}-server-ca", f"{target.prefix} k3s server CA", self,
                                               protect=False)
         client_ca = pki.certificate_authority(f"{name}-client-ca", f"{target.prefix} k3s client CA", self,
@@ -136,7 +159,7 @@ class LocalKubernetes(pulumi.ComponentResource):
             f"{name}-server", parent=self, name=server_name, image=target.image, network=target.network,
             address=target.server_address, limits=args.server_limits, command=["server"],
             volumes={render.K3S_STATE_DIR: state[server_name]},
-            uploads=[Upload(CONFIG_FILE, server_config_text), *common,
+            uploads=[Upload(CONFIG_FILE, server_config_text), *common, node_password(server_name),
                      Upload(f"{SECRETS_DIR}/token", token, "0600"),
                      Upload(f"{SECRETS_DIR}/agent-token", agent_token, "0600"),
                      Upload(f"{SECRETS_DIR}/datastore-ca.crt", datastore.ca_cert_pem, "0600"),
@@ -160,8 +183,10 @@ class LocalKubernetes(pulumi.ComponentResource):
                 network=target.network, address=address, limits=args.agent_limits, command=["agent"],
                 volumes={render.K3S_STATE_DIR: state[agent]},
                 uploads=[Upload(CONFIG_FILE, config_yaml(agent_config(plan, args.settings, api))), *common,
-                         Upload(f"{SECRETS_DIR}/agent-token", agent_token, "0600")],
+                         Upload(f"{SECRETS_DIR}/agent-token", agent_token, "0600"), node_password(agent)],
                 published=node_ports if index == 1 else [],
+                # Created means joined (the server accepted its password) and its node is Ready.
+                healthcheck=render.k3s_agent_healthcheck(agent), wait_timeout=args.ready_timeout,
                 privileged=True, tmpfs=TMPFS, ulimits=ULIMITS))
 
         self.api_endpoint = server.id.apply(lambda _: f"https://{render.LOOPBACK}:{args.api_port}")

@@ -10,7 +10,10 @@ serialised with `yaml.safe_dump(sort_keys=True)`.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import ipaddress
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,6 +28,14 @@ ETCD_DATA_ROOT = etcd_render.DATA_ROOT
 K3S_STATE_DIR = "/var/lib/rancher/k3s"  # a named volume on every k3s container (the image declares it a VOLUME)
 K3S_TLS_DIR = f"{K3S_STATE_DIR}/server/tls"  # k3s uses CA files found here at its first start instead of its own
 K3S_REGISTRIES_FILE = "/etc/rancher/k3s/registries.yaml"
+# A k3s node's password (the container's own filesystem, not the state volume): read when present, generated only
+# when missing (k3s pkg/agent/config/config.go ensureNodePassword); uploaded here so it outlives the container.
+K3S_NODE_PASSWORD_FILE = "/etc/rancher/node/password"
+K3S_KUBELET_KUBECONFIG = f"{K3S_STATE_DIR}/agent/kubelet.kubeconfig"  # the node's own credentials (config.go)
+K3S_CONTAINERD_SOCKET = "/run/k3s/containerd/containerd.sock"  # on the container's tmpfs /run: this start's only
+# Asks this container's containerd (k3s's `ctr`, pkg/ctr/main.go) for its version: it answers only once k3s got past
+# fetching the node's certificates with its password.
+CONTAINERD_CHECK = ["k3s", "ctr", f"--address={K3S_CONTAINERD_SOCKET}", "--timeout=5s", "version"]
 REGISTRY_DATA_DIR = "/var/lib/registry"  # the registry image's storage (its config.yml's rootdirectory)
 REGISTRY_PORT = 5000  # inside the registry container
 LOOPBACK = "127.0.0.1"
@@ -32,7 +43,12 @@ LOOPBACK = "127.0.0.1"
 REGISTRY_OFFSET, ETCD_OFFSET, SERVER_OFFSET, AGENT_OFFSET = 5, 11, 21, 31
 MAX_ETCD_MEMBERS = SERVER_OFFSET - ETCD_OFFSET - 1  # 9: more than etcd's 7 anyway
 MAX_AGENTS = 8
-SMALLEST_PREFIX = 26  # a /26 holds every fixed address (AGENT_OFFSET + MAX_AGENTS < 64)
+# Mesos (local.mesos): a master node's ZooKeeper, master and Marathon each have an address, then the agents'.
+MESOS_ZOOKEEPER_OFFSET, MESOS_MASTER_OFFSET, MARATHON_OFFSET, MESOS_AGENT_OFFSET = 41, 44, 47, 51
+MAX_MESOS_MASTERS = MESOS_MASTER_OFFSET - MESOS_ZOOKEEPER_OFFSET  # 3
+MAX_MESOS_AGENTS = 8
+HIGHEST_OFFSET = MESOS_AGENT_OFFSET + MAX_MESOS_AGENTS - 1  # 58
+SMALLEST_PREFIX = 26  # a /26 holds every fixed address (HIGHEST_OFFSET < 63, its broadcast address)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,10 @@ class Addresses:
     etcd: tuple[str, ...]
     server: str
     agents: tuple[str, ...]
+    mesos_zookeepers: tuple[str, ...] = ()
+    mesos_masters: tuple[str, ...] = ()
+    marathons: tuple[str, ...] = ()
+    mesos_agents: tuple[str, ...] = ()
 
 
 def subnet_problem(subnet: str) -> str | None:
@@ -55,22 +75,29 @@ def subnet_problem(subnet: str) -> str | None:
     if network.version != 4:
         return f"must be an IPv4 network (Docker's bridge networks here are IPv4), got {subnet!r}"
     if network.prefixlen > SMALLEST_PREFIX:
-        return f"must be a /{SMALLEST_PREFIX} or larger (it holds {AGENT_OFFSET + MAX_AGENTS} fixed addresses), " \
+        return f"must be a /{SMALLEST_PREFIX} or larger (its fixed addresses go up to .{HIGHEST_OFFSET}), " \
                f"got {subnet!r}"
     if network.is_loopback or network.is_link_local or network.is_multicast:
         return f"must be a private network range, got {subnet!r}"
     return None
 
 
-def addresses(subnet: str, etcd_members: int, agents: int) -> Addresses:
+def addresses(subnet: str, etcd_members: int, agents: int, mesos_masters: int = 0,
+              mesos_agents: int = 0) -> Addresses:
     network = ipaddress.ip_network(subnet, strict=True)
 
     def host(offset: int) -> str:
         return str(network.network_address + offset)
 
-    return Addresses(gateway=host(1), registry=host(REGISTRY_OFFSET),
-                     etcd=tuple(host(ETCD_OFFSET + index) for index in range(etcd_members)),
-                     server=host(SERVER_OFFSET), agents=tuple(host(AGENT_OFFSET + index) for index in range(agents)))
+    def hosts(offset: int, count: int) -> tuple[str, ...]:
+        return tuple(host(offset + index) for index in range(count))
+
+    return Addresses(gateway=host(1), registry=host(REGISTRY_OFFSET), etcd=hosts(ETCD_OFFSET, etcd_members),
+                     server=host(SERVER_OFFSET), agents=hosts(AGENT_OFFSET, agents),
+                     mesos_zookeepers=hosts(MESOS_ZOOKEEPER_OFFSET, mesos_masters),
+                     mesos_masters=hosts(MESOS_MASTER_OFFSET, mesos_masters),
+                     marathons=hosts(MARATHON_OFFSET, mesos_masters),
+                     mesos_agents=hosts(MESOS_AGENT_OFFSET, mesos_agents))
 
 
 def image_tag_of_k3s(version: str) -> str:
@@ -102,6 +129,36 @@ def k3s_healthcheck(nodes: Sequence[str]) -> list[str]:
     the admin kubeconfig k3s writes in the container). Exec form: no shell needed."""
     return ["CMD", "k3s", "kubectl", "wait", "--for=condition=Ready", "--timeout=5s",
             *(f"node/{node}" for node in nodes)]
+
+
+def k3s_agent_healthcheck(node: str) -> list[str]:
+    """An agent is healthy when this container's k3s got its node certificates and the API reports its node Ready.
+    k3s starts containerd and the kubelet only after the server signed the node's kubelet certificates, which it
+    does only for the node password it holds (k3s pkg/agent/run.go: config.Get first); a rejected agent keeps
+    retrying with neither. Its Node object alone would not tell: the node of a replaced container stays Ready for a
+    while (its state volume even keeps the old kubelet credentials), so this container's containerd, whose socket is
+    on its own tmpfs /run, is asked first. Shell form: two commands (the k3s image has /bin/sh: its
+    package/Dockerfile runs RUN steps in it)."""
+    ready = ["k3s", "kubectl", f"--kubeconfig={K3S_KUBELET_KUBECONFIG}", "wait", "--for=condition=Ready",
+             "--timeout=5s", f"node/{node}"]
+    hint = (f"k3s on {node} has not received its node certificates yet (if 'docker logs {node}' says 'Node "
+            f"password rejected', the server holds another password for {node}: README, the local stack)")
+    script = "\n".join([
+        f"if ! {shlex.join(CONTAINERD_CHECK)} >/dev/null 2>&1; then",
+        f"  echo {shlex.quote(hint)}",
+        "  exit 1",
+        "fi",
+        f"exec {shlex.join(ready)}",
+    ])
+    return ["CMD-SHELL", script]
+
+
+def node_password(key: str, node: str) -> str:
+    """A k3s node's password: HMAC-SHA256 of its name under the cluster's secret `key`, as 32 hex characters (the
+    shape of the password k3s generates itself). The same for the node's life, whatever happens to its container,
+    and the same again for a node added back under its old name (the server keeps a removed node's password secret
+    while its Node object exists); knowing one node's password tells nothing of another's."""
+    return hmac.new(key.encode(), node.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def registry_reference(port: int) -> str:

@@ -1,11 +1,13 @@
-"""Apache Mesos on Docker hosts: masters (with Marathon) and agents in containers, through pulumi-docker with one
-Docker provider per host over SSH.
+"""Apache Mesos in Docker containers: masters (with Marathon) and agents, through pulumi-docker, on the nodes its
+targets describe (targets.py): hosts reached over SSH with one Docker provider each (docker_hosts.py), or the
+`local` stack's Docker engine (components/local/mesos.py). Command lines, quorum, ZooKeeper's servers, volumes and
+restart policy are this module's, whatever the target.
 
 Apache Mesos is retired: it moved to the Apache Attic in 2025 and its final release is 1.11.0. Its container
 images are built for amd64 only, so a host of any other architecture is refused, naming the node. Use it for
 what already runs on Mesos; new clusters are better served by the Kubernetes recipe.
 
-Resources (for a cluster `mesos`, masters m1..m3, agents a1, a2):
+Resources (for a cluster `mesos` on SSH hosts, masters m1..m3, agents a1, a2):
 
     mesos-docker-m1 ...                 pulumi:providers:docker, `ssh://user@address:port` (the node layer
                                         installs the Docker engine); refuses a non-amd64 host
@@ -16,12 +18,13 @@ Resources (for a cluster `mesos`, masters m1..m3, agents a1, a2):
     mesos-agent-a1 ...                  mesos-agent: --containerizers=docker,mesos, the Docker socket, --work_dir
                                         at the same path on the host (the Docker containerizer needs it),
                                         resources from config
-Every container restarts `unless-stopped`; images are pulled once per host (RemoteImage, kept locally).
+Every container restarts `unless-stopped`; images are pulled once per engine (RemoteImage, kept locally). A target
+on the stack's default provider (engine "") gets no provider resource, and its images are named without a node.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -29,28 +32,25 @@ import pulumi
 import pulumi_docker as docker
 
 from components.mesos.docker_hosts import (
-    RESTART_POLICY,
+    AGENT_WORK_DIR,
+    POSIX_LAUNCHER,
     RETIREMENT,
     SUPPORTED_ARCHITECTURE,
     DockerHost,
-    bracketed,
     check_architecture,
-    docker_provider,
     docker_url,
-    host_container,
     is_ip,
-    pulled_image,
+    launcher_flags,
     ssh_options,
-    volume,
 )
+from components.mesos.targets import RESTART_POLICY, MesosTarget, container, pulled_image, volume
 from components.mesos.zookeeper import ZooKeeperContainers, ZooKeeperContainersArgs
 
-__all__ = ["RESTART_POLICY", "RETIREMENT", "SUPPORTED_ARCHITECTURE", "AgentResources", "DockerHost", "Images",
-           "MesosCluster", "MesosClusterArgs", "check_architecture", "docker_url", "majority", "quorum_problem",
-           "ssh_options"]
+__all__ = ["AGENT_WORK_DIR", "POSIX_LAUNCHER", "RESTART_POLICY", "RETIREMENT", "SUPPORTED_ARCHITECTURE",
+           "AgentResources", "DockerHost", "Images", "MesosCluster", "MesosClusterArgs", "MesosTarget",
+           "check_architecture", "docker_url", "launcher_flags", "majority", "quorum_problem", "ssh_options"]
 MAX_MASTERS = 7
 MASTER_WORK_DIR = "/var/lib/mesos/master"
-AGENT_WORK_DIR = "/var/lib/mesos/agent"  # the same path on the host and in the agent's container
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 
@@ -74,11 +74,12 @@ class AgentResources:
 
 @dataclass(frozen=True)
 class MesosClusterArgs:
-    """Masters (each also runs Marathon) and agents; `zookeeper` is the client connect string of an ensemble
-    (`a:2181,b:2181`), or None to run ZooKeeper in a container on every master."""
+    """Masters (each also runs Marathon) and agents, as targets (SSH hosts or local nodes); `zookeeper` is the
+    client connect string of an ensemble (`a:2181,b:2181`), or None to run ZooKeeper in a container on every
+    master."""
 
-    masters: Sequence[DockerHost]
-    agents: Sequence[DockerHost] = ()
+    masters: Sequence[MesosTarget]
+    agents: Sequence[MesosTarget] = ()
     zookeeper: pulumi.Input[str] | None = None
     cluster_name: str = "cookbook"
     quorum: int | None = None  # default: a majority of the masters
@@ -120,7 +121,7 @@ def validate(args: MesosClusterArgs) -> list[str]:
     if problem:
         problems.append(f"masters: {problem}")
     for group, hosts in (("masters", args.masters), ("agents", args.agents)):
-        listed = [h.host.hostname for h in hosts]
+        listed = [h.node for h in hosts]
         duplicates = sorted({n for n in listed if listed.count(n) > 1})
         if duplicates:
             problems.append(f"{group}: duplicate nodes {', '.join(duplicates)}")
@@ -166,10 +167,10 @@ def agent_resources(resources: AgentResources) -> str:
     return f"cpus:{cpus};mem:{resources.mem};disk:{resources.disk};ports:[{low}-{high}]"
 
 
-def agent_command(args: MesosClusterArgs, address: str, zookeeper: str) -> list[str]:
+def agent_command(args: MesosClusterArgs, address: str, zookeeper: str, work_dir: str = AGENT_WORK_DIR) -> list[str]:
     return [
         f"--master={zk_url(zookeeper, 'mesos')}",
-        f"--work_dir={AGENT_WORK_DIR}",
+        f"--work_dir={work_dir}",
         f"--containerizers={','.join(args.containerizers)}",
         f"--port={args.agent_port}",
         f"--resources={agent_resources(args.resources)}",
@@ -182,13 +183,22 @@ def agent_command(args: MesosClusterArgs, address: str, zookeeper: str) -> list[
     ]
 
 
+def zookeeper_containers_args(args: MesosClusterArgs,
+                              providers: Mapping[str, docker.Provider | None]) -> ZooKeeperContainersArgs:
+    """ZooKeeper in a container on every master (a stack without an ensemble), ids in the masters' order."""
+    return ZooKeeperContainersArgs(servers=args.masters, providers=providers, image=args.images.zookeeper,
+                                   client_port=args.zookeeper_client_port, quorum_port=args.zookeeper_quorum_port,
+                                   election_port=args.zookeeper_election_port)
+
+
 class MesosCluster(pulumi.ComponentResource):
-    """Mesos masters with Marathon, and agents, in Docker containers on amd64 hosts."""
+    """Mesos masters with Marathon, and agents, in Docker containers on amd64 engines."""
 
     TYPE: ClassVar[str] = "cookbook:mesos:Cluster"
     master_urls: pulumi.Output[list[str]]
     marathon_urls: pulumi.Output[list[str]]
     zookeeper_url: pulumi.Output[str]
+    containers: list[docker.Container]
 
     def __init__(self, name: str, args: MesosClusterArgs, opts: pulumi.ResourceOptions | None = None):
         problems = validate(args)
@@ -197,18 +207,17 @@ class MesosCluster(pulumi.ComponentResource):
         super().__init__(self.TYPE, name, None, opts)
         pulumi.log.warn(f"{RETIREMENT}: this recipe keeps existing Mesos workloads running; prefer Kubernetes "
                         "for new ones", self)
-        targets: dict[str, DockerHost] = {}
+        engines: dict[str, MesosTarget] = {}
         for target in [*args.masters, *args.agents]:
-            targets.setdefault(target.host.hostname, target)
-        self.providers = {node: docker_provider(f"{name}-docker-{node}", target, self)
-                          for node, target in targets.items()}
+            engines.setdefault(target.engine, target)
+        self.providers = {engine: target.provider(f"{name}-docker-{engine}", self)
+                          for engine, target in engines.items()}
+        self._images: dict[tuple[str, str], docker.RemoteImage] = {}
 
         zookeepers: list[docker.Container] = []
         if args.zookeeper is None:
-            ensemble = ZooKeeperContainers(f"{name}-zookeeper", ZooKeeperContainersArgs(
-                servers=args.masters, providers=self.providers, image=args.images.zookeeper,
-                client_port=args.zookeeper_client_port, quorum_port=args.zookeeper_quorum_port,
-                election_port=args.zookeeper_election_port), opts=pulumi.ResourceOptions(parent=self))
+            ensemble = ZooKeeperContainers(f"{name}-zookeeper", zookeeper_containers_args(args, self.providers),
+                                           opts=pulumi.ResourceOptions(parent=self))
             zookeepers = ensemble.containers
             connect: pulumi.Output[str] = ensemble.connect_string
         else:
@@ -217,67 +226,78 @@ class MesosCluster(pulumi.ComponentResource):
         masters = [self._master(name, args, target, connect, zookeepers) for target in args.masters]
         marathons = [self._marathon(name, args, target, connect, masters) for target in args.masters] \
             if args.marathon else []
-        for target in args.agents:
-            self._agent(name, args, target, connect, masters)
+        agents = [self._agent(name, args, target, connect, masters) for target in args.agents]
+        self.containers = [*zookeepers, *masters, *marathons, *agents]
 
         self.zookeeper_url = connect.apply(lambda text: zk_url(text, "mesos"))
         self.master_urls = pulumi.Output.all(*[m.id for m in masters]).apply(
-            lambda _ids: [f"http://{bracketed(t.host.address)}:{args.master_port}" for t in args.masters])
+            lambda _ids: [t.url("master", args.master_port) for t in args.masters])
         self.marathon_urls = pulumi.Output.all(*[m.id for m in marathons]).apply(
-            lambda _ids: [f"http://{bracketed(t.host.address)}:{args.marathon_port}" for t in args.masters]
-            if args.marathon else [])
+            lambda _ids: [t.url("marathon", args.marathon_port) for t in args.masters] if args.marathon else [])
         self.register_outputs({
             "master_urls": self.master_urls,
             "marathon_urls": self.marathon_urls,
             "zookeeper_url": self.zookeeper_url,
         })
 
-    def _image(self, name: str, role: str, target: DockerHost, reference: str) -> docker.RemoteImage:
-        node = target.host.hostname
-        return pulled_image(f"{name}-{role}-image-{node}", reference, self, self.providers[node])
+    def _image(self, name: str, role: str, target: MesosTarget, reference: str) -> docker.RemoteImage:
+        """Each image once per engine."""
+        engine = target.engine
+        if (role, engine) not in self._images:
+            self._images[(role, engine)] = pulled_image(
+                f"{name}-{role}-image-{engine}" if engine else f"{name}-{role}-image", reference, self,
+                self.providers[engine])
+        return self._images[(role, engine)]
 
-    def _master(self, name: str, args: MesosClusterArgs, target: DockerHost, connect: pulumi.Output[str],
+    def _master(self, name: str, args: MesosClusterArgs, target: MesosTarget, connect: pulumi.Output[str],
                 zookeepers: Sequence[docker.Container]) -> docker.Container:
-        node = target.host.hostname
-        provider = self.providers[node]
-        work = volume(f"{name}-master-work-{node}", "cookbook-mesos-master", self, provider)
-        return host_container(
-            f"{name}-master-{node}", parent=self, provider=provider,
-            image=self._image(name, "master", target, args.images.master), container="cookbook-mesos-master",
+        node, provider = target.node, self.providers[target.engine]
+        placement = target.place("master", args.master_port)
+        work = volume(f"{name}-master-work-{node}", target.volume_name("master", "work"), self, provider,
+                      target.volume_labels)
+        return container(
+            f"{name}-master-{node}", parent=self, provider=provider, placement=placement,
+            image=self._image(name, "master", target, args.images.master),
             # ZooKeeper's containers first: a master with no ZooKeeper to elect a leader through exits.
             depends_on=zookeepers,
             entrypoints=["mesos-master"],
-            command=connect.apply(lambda text: master_command(args, target.host.address, text)),
+            command=pulumi.Output.all(connect, placement.flags).apply(
+                lambda values: [*master_command(args, placement.address, values[0]), *values[1]]),
             volumes=[docker.ContainerVolumeArgs(volume_name=work.name, container_path=MASTER_WORK_DIR)],
         )
 
-    def _marathon(self, name: str, args: MesosClusterArgs, target: DockerHost, connect: pulumi.Output[str],
+    def _marathon(self, name: str, args: MesosClusterArgs, target: MesosTarget, connect: pulumi.Output[str],
                   masters: Sequence[docker.Container]) -> docker.Container:
-        node = target.host.hostname
-        return host_container(
-            f"{name}-marathon-{node}", parent=self, provider=self.providers[node],
-            image=self._image(name, "marathon", target, args.images.marathon), container="cookbook-marathon",
+        placement = target.place("marathon", args.marathon_port)
+        return container(
+            f"{name}-marathon-{target.node}", parent=self, provider=self.providers[target.engine],
+            placement=placement, image=self._image(name, "marathon", target, args.images.marathon),
             # Marathon registers with the elected master.
             depends_on=masters,
-            command=connect.apply(lambda text: marathon_command(args, target.host.address, text)),
+            command=pulumi.Output.all(connect, placement.flags).apply(
+                lambda values: [*marathon_command(args, placement.address, values[0]), *values[1]]),
         )
 
-    def _agent(self, name: str, args: MesosClusterArgs, target: DockerHost, connect: pulumi.Output[str],
+    def _agent(self, name: str, args: MesosClusterArgs, target: MesosTarget, connect: pulumi.Output[str],
                masters: Sequence[docker.Container]) -> docker.Container:
-        node = target.host.hostname
-        binds = [(DOCKER_SOCKET, DOCKER_SOCKET), ("/sys/fs/cgroup", "/sys/fs/cgroup"),
-                 (AGENT_WORK_DIR, AGENT_WORK_DIR)]
-        return host_container(
-            f"{name}-agent-{node}", parent=self, provider=self.providers[node],
-            image=self._image(name, "agent", target, args.images.agent), container="cookbook-mesos-agent",
+        node, provider = target.node, self.providers[target.engine]
+        placement = target.place("agent", args.agent_port)
+        work = target.agent_work_dir(f"{name}-agent-work-{node}", self, provider)
+        binds = [(DOCKER_SOCKET, DOCKER_SOCKET), ("/sys/fs/cgroup", "/sys/fs/cgroup")]
+        return container(
+            f"{name}-agent-{node}", parent=self, provider=provider, placement=placement,
+            image=self._image(name, "agent", target, args.images.agent),
             # An agent registers with the elected master.
             depends_on=masters,
             entrypoints=["mesos-agent"],
-            command=connect.apply(lambda text: agent_command(args, target.host.address, text)),
+            # Flags the target adds (an SSH host's launcher follows its cgroup version fact).
+            command=pulumi.Output.all(connect, work.path, placement.flags).apply(
+                lambda values: [*agent_command(args, placement.address, values[0], values[1]), *values[2]]),
             # The Docker containerizer starts task containers beside it and shares its sandbox paths; the
             # Mesos containerizer needs the host's cgroups and process namespace.
             privileged=True,
             pid_mode="host",
-            volumes=[docker.ContainerVolumeArgs(host_path=source, container_path=path) for source, path in binds],
+            volumes=[*(docker.ContainerVolumeArgs(host_path=source, container_path=path) for source, path in binds),
+                     work.volume],
             envs=["MESOS_SYSTEMD_ENABLE_SUPPORT=false"],
         )

@@ -83,20 +83,22 @@ def _check_containerizer(value: str) -> str | None:
     return one_of(CONTAINERIZERS)(value)
 
 
-def _parse_resources(raw: Any, problems: Problems) -> tuple[AgentResources, tuple[str, ...]]:
-    section = Section(raw, "mesos.agent", problems)
-    base = AgentResources()
+def parse_resources(raw: Any, problems: Problems, path: str = "mesos.agent",
+                    base: AgentResources | None = None) -> tuple[AgentResources, tuple[str, ...]]:
+    """An agent's `--resources` and `--containerizers` (also `local.mesos.agent`, with its own defaults)."""
+    section = Section(raw, path, problems)
+    base = base or AgentResources()
     cpus: float = base.cpus
     raw_cpus = section.raw("cpus")
     if raw_cpus is not None:
         if isinstance(raw_cpus, bool) or not isinstance(raw_cpus, int | float) or raw_cpus <= 0:
-            problems.add("mesos.agent.cpus", f"must be a number of CPUs above 0 (e.g. 2 or 1.5), got {raw_cpus!r}")
+            problems.add(section.key("cpus"), f"must be a number of CPUs above 0 (e.g. 2 or 1.5), got {raw_cpus!r}")
         else:
             cpus = float(raw_cpus)
     ports = section.value("ports", list, list(base.ports))
     if not (len(ports) == 2 and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535
                                     for p in ports) and ports[0] < ports[1]):
-        problems.add("mesos.agent.ports", f"must be a range [first, last] of TCP ports, got {ports!r}")
+        problems.add(section.key("ports"), f"must be a range [first, last] of TCP ports, got {ports!r}")
         ports = list(base.ports)
     resources = AgentResources(
         cpus=cpus,
@@ -106,9 +108,23 @@ def _parse_resources(raw: Any, problems: Problems) -> tuple[AgentResources, tupl
     )
     containerizers = section.strings("containerizers", CONTAINERIZERS, _check_containerizer)
     if not containerizers:
-        problems.add("mesos.agent.containerizers", "must name docker and/or mesos")
+        problems.add(section.key("containerizers"), "must name docker and/or mesos")
     section.finish()
     return resources, containerizers or CONTAINERIZERS
+
+
+def parse_images(raw: Any, problems: Problems, path: str = "mesos.images") -> Images:
+    """The recipe's images, each pinned (also `local.mesos.images`)."""
+    images = Section(raw, path, problems)
+    base = Images()
+    settings = Images(
+        master=images.value("master", str, base.master, check_image),
+        agent=images.value("agent", str, base.agent, check_image),
+        marathon=images.value("marathon", str, base.marathon, check_image),
+        zookeeper=images.value("zookeeper", str, base.zookeeper, check_image),
+    )
+    images.finish()
+    return settings
 
 
 def parse_mesos_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems, *,
@@ -135,18 +151,10 @@ def parse_mesos_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems, 
     elif (problem := quorum_problem(len(masters), quorum)) is not None:
         path = "mesos.quorum" if quorum is not None and len(masters) % 2 else "nodes"
         problems.add(path, f"{len(masters)} node(s) have role {MASTER_ROLE}; {problem}")
-    images = Section(section.raw("images"), "mesos.images", problems)
-    base_images = Images()
-    image_settings = Images(
-        master=images.value("master", str, base_images.master, check_image),
-        agent=images.value("agent", str, base_images.agent, check_image),
-        marathon=images.value("marathon", str, base_images.marathon, check_image),
-        zookeeper=images.value("zookeeper", str, base_images.zookeeper, check_image),
-    )
-    images.finish()
+    image_settings = parse_images(section.raw("images"), problems)
     marathon = Section(section.raw("marathon"), "mesos.marathon", problems)
     zookeeper = Section(section.raw("zookeeper"), "mesos.zookeeper", problems)
-    resources, containerizers = _parse_resources(section.raw("agent"), problems)
+    resources, containerizers = parse_resources(section.raw("agent"), problems)
     base = MesosClusterArgs(masters=())
     cluster = MesosClusterArgs(
         masters=(),

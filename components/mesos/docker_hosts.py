@@ -1,5 +1,5 @@
-"""Docker hosts: one pulumi-docker provider per node over SSH, and the container settings every Mesos-recipe
-container shares (host network, `unless-stopped`, its host's provider, its pulled image first).
+"""Docker hosts: Mesos nodes reached over SSH, one pulumi-docker provider per node, every container on the host's
+network at the node's address (a `MesosTarget`, see targets.py).
 
 Apache Mesos's images are amd64 only: a provider's host is computed from the node's architecture fact, so a node
 of another architecture is refused, naming it, before anything reaches Docker on it.
@@ -8,19 +8,24 @@ of another architecture is refused, naming it, before anything reaches Docker on
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_docker as docker
 
+from components.mesos.targets import Placement, WorkDir
 from components.nodes.host import Host
 
 SUPPORTED_ARCHITECTURE = "amd64"
+AGENT_WORK_DIR = "/var/lib/mesos/agent"  # the same path on the host and in the agent's container
+HOST_CONTAINERS = {"zookeeper": "cookbook-zookeeper", "master": "cookbook-mesos-master",
+                   "marathon": "cookbook-marathon", "agent": "cookbook-mesos-agent"}
+HOST_VOLUMES = {("master", "work"): "cookbook-mesos-master", ("zookeeper", "data"): "cookbook-zookeeper-data",
+                ("zookeeper", "datalog"): "cookbook-zookeeper-datalog"}
+# Mesos 1.x's launcher that needs no cgroup v1 hierarchy (process sessions; see launcher_flags).
+POSIX_LAUNCHER = "--launcher=posix"
 RETIREMENT = ("Apache Mesos is retired (Apache Attic, final release 1.11.0) and its images are built for amd64 "
               "only")
-RESTART_POLICY = "unless-stopped"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,41 @@ class DockerHost:
     jump: str | None = None  # user@host:port of a bastion
     identity_file: str | None = None
     connect_timeout: int = 15
+
+    # --- MesosTarget: one engine per host, the host's network, fixed names (one container of each role) ---
+    @property
+    def node(self) -> str:
+        return self.host.hostname
+
+    @property
+    def engine(self) -> str:
+        return self.host.hostname
+
+    def provider(self, resource_name: str, parent: pulumi.Resource) -> docker.Provider:
+        return docker_provider(resource_name, self, parent)
+
+    def place(self, role: str, port: int | None) -> Placement:
+        flags: pulumi.Input[list[str]] = []
+        if role == "agent":
+            node = self.node
+            flags = self.host.facts.apply(lambda facts: launcher_flags(node, facts.get("cgroup_version")))
+        return Placement(container=HOST_CONTAINERS[role], address=self.host.known_address("Mesos"),
+                         settings={"network_mode": "host"}, flags=flags)
+
+    def volume_name(self, role: str, what: str) -> str:
+        return HOST_VOLUMES[(role, what)]
+
+    @property
+    def volume_labels(self) -> tuple[docker.VolumeLabelArgs, ...]:
+        return ()  # none (a label is part of a volume's identity: adding one now would replace the volumes)
+
+    def agent_work_dir(self, resource_name: str, parent: pulumi.Resource,
+                       provider: docker.Provider | None) -> WorkDir:
+        return WorkDir(AGENT_WORK_DIR, docker.ContainerVolumeArgs(host_path=AGENT_WORK_DIR,
+                                                                  container_path=AGENT_WORK_DIR))
+
+    def url(self, role: str, port: int) -> str:
+        return f"http://{bracketed(self.host.known_address('Mesos'))}:{port}"
 
 
 def is_ip(address: str) -> bool:
@@ -51,7 +91,7 @@ def bracketed(address: str) -> str:
 
 def docker_url(target: DockerHost) -> str:
     """The provider's `host`: Docker's SSH transport (the remote `docker system dial-stdio`)."""
-    return f"ssh://{target.user}@{bracketed(target.host.address)}:{target.port}"
+    return f"ssh://{target.user}@{bracketed(target.host.known_address('Mesos'))}:{target.port}"
 
 
 def ssh_options(target: DockerHost) -> list[str]:
@@ -67,6 +107,19 @@ def ssh_options(target: DockerHost) -> list[str]:
     if target.jump:
         options += ["-J", target.jump]
     return options
+
+
+def launcher_flags(node: str, cgroup_version: object) -> list[str]:
+    """The agent's launcher for its host's cgroup version (the node's `cgroup_version` fact: 2 when cgroup v2 is
+    mounted at /sys/fs/cgroup). Mesos 1.11, its final release, knows cgroup v1 only: its Linux launcher prepares
+    a v1 `freezer` hierarchy (src/slave/containerizer/mesos/linux_launcher.cpp, LinuxLauncher::create), and is the
+    default whenever the agent runs as root and /proc/cgroups lists freezer (src/slave/flags.cpp, `launcher`);
+    cgroup v2 support (src/linux/cgroups2.cpp, docs/cgroups2-support.md) came to its main branch in 2024 and is in
+    no release. So a v2 host gets the posix launcher; a v1 host keeps the default (and its command line)."""
+    if type(cgroup_version) is int and cgroup_version in (1, 2):
+        return [POSIX_LAUNCHER] if cgroup_version == 2 else []
+    raise ValueError(f"mesos: node {node} reports cgroup_version {cgroup_version!r}: expected 1 or 2 (the node "
+                     "layer's facts: 2 when /sys/fs/cgroup/cgroup.controllers exists)")
 
 
 def check_architecture(node: str, architecture: str) -> str:
@@ -89,35 +142,3 @@ def docker_provider(resource_name: str, target: DockerHost, parent: pulumi.Resou
             # The node layer prepared the host and installed the Docker engine.
             depends_on=[target.host]),
     )
-
-
-def pulled_image(resource_name: str, reference: str, parent: pulumi.Resource,
-                 provider: docker.Provider) -> docker.RemoteImage:
-    """The image pulled on the provider's host once, and kept there (other containers may use it)."""
-    return docker.RemoteImage(resource_name, name=reference, keep_locally=True,
-                              opts=pulumi.ResourceOptions(parent=parent, provider=provider))
-
-
-def host_container(resource_name: str, *, parent: pulumi.Resource, provider: docker.Provider,
-                   image: docker.RemoteImage, container: str, depends_on: Sequence[pulumi.Resource] = (),
-                   **settings: Any) -> docker.Container:
-    """A long-running container on the host's network, restarted unless stopped by hand."""
-    return docker.Container(
-        resource_name,
-        name=container,
-        # By its pinned reference (the policy pack and `docker ps` see the name), once it is pulled.
-        image=image.name,
-        network_mode="host",
-        restart=RESTART_POLICY,
-        must_run=True,
-        labels=[docker.ContainerLabelArgs(label="managed-by", value="cluster-cookbook")],
-        # The image is pulled first; `depends_on` gives the container's own reason. The container's name is
-        # fixed, so a replacement must remove the old container before creating the new one.
-        opts=pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[image, *depends_on],
-                                    delete_before_replace=True),
-        **settings,
-    )
-
-
-def volume(resource_name: str, name: str, parent: pulumi.Resource, provider: docker.Provider) -> docker.Volume:
-    return docker.Volume(resource_name, name=name, opts=pulumi.ResourceOptions(parent=parent, provider=provider))

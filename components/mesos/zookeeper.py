@@ -2,7 +2,8 @@
 one command"). The official `zookeeper` image is configured through its documented environment (`ZOO_MY_ID`,
 `ZOO_SERVERS`, ...); ids follow the masters' order. Changing the servers recreates every container (its
 environment changes): a stack that grows belongs on the `zookeeper` recipe's ensemble, which grows without
-restarts.
+restarts. Each server is placed by its master's target (targets.py): at the host's address on the host network,
+or at its own address on the local stack's network.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from typing import ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from components.mesos.docker_hosts import DockerHost, bracketed, host_container, pulled_image, volume
+from components.mesos.docker_hosts import bracketed
+from components.mesos.targets import MesosTarget, container, pulled_image, volume
 
 DATA = "/data"
 DATALOG = "/datalog"
-CONTAINER = "cookbook-zookeeper"
+ROLE = "zookeeper"
 
 
 @dataclass(frozen=True)
 class ZooKeeperContainersArgs:
-    """One server per host, in order (ids 1..n); `providers` are the hosts' Docker providers by node name."""
+    """One server per target, in order (ids 1..n); `providers` are the Docker providers by engine
+    (`MesosTarget.engine`; None: the default provider)."""
 
-    servers: Sequence[DockerHost]
-    providers: Mapping[str, docker.Provider]
+    servers: Sequence[MesosTarget]
+    providers: Mapping[str, docker.Provider | None]
     image: str = "zookeeper:3.8.4"
     client_port: int = 2181
     quorum_port: int = 2888
@@ -35,8 +38,12 @@ class ZooKeeperContainersArgs:
 
 def servers_setting(args: ZooKeeperContainersArgs) -> str:
     """ZOO_SERVERS: `server.N=host:2888:3888;2181` for every server, ids in order."""
-    return " ".join(f"server.{index}={bracketed(s.host.address)}:{args.quorum_port}:{args.election_port};"
+    return " ".join(f"server.{index}={bracketed(address(s, args))}:{args.quorum_port}:{args.election_port};"
                     f"{args.client_port}" for index, s in enumerate(args.servers, start=1))
+
+
+def address(server: MesosTarget, args: ZooKeeperContainersArgs) -> str:
+    return server.place(ROLE, args.client_port).address
 
 
 def environment(args: ZooKeeperContainersArgs, server_id: int) -> list[str]:
@@ -54,7 +61,7 @@ def environment(args: ZooKeeperContainersArgs, server_id: int) -> list[str]:
 
 
 def connect_string(args: ZooKeeperContainersArgs) -> str:
-    return ",".join(f"{bracketed(s.host.address)}:{args.client_port}" for s in args.servers)
+    return ",".join(f"{bracketed(address(s, args))}:{args.client_port}" for s in args.servers)
 
 
 class ZooKeeperContainers(pulumi.ComponentResource):
@@ -70,14 +77,20 @@ class ZooKeeperContainers(pulumi.ComponentResource):
                              "needs an odd number")
         super().__init__(self.TYPE, name, None, opts)
         self.containers = []
+        images: dict[str, docker.RemoteImage] = {}
         for server_id, server in enumerate(args.servers, start=1):
-            node = server.host.hostname
-            provider = args.providers[node]
-            data = volume(f"{name}-data-{node}", "cookbook-zookeeper-data", self, provider)
-            datalog = volume(f"{name}-datalog-{node}", "cookbook-zookeeper-datalog", self, provider)
-            self.containers.append(host_container(
-                f"{name}-{node}", parent=self, provider=provider, container=CONTAINER,
-                image=pulled_image(f"{name}-image-{node}", args.image, self, provider),
+            node, engine = server.node, server.engine
+            provider = args.providers[engine]
+            if engine not in images:  # once per engine
+                images[engine] = pulled_image(f"{name}-image-{engine}" if engine else f"{name}-image", args.image,
+                                              self, provider)
+            data = volume(f"{name}-data-{node}", server.volume_name(ROLE, "data"), self, provider,
+                          server.volume_labels)
+            datalog = volume(f"{name}-datalog-{node}", server.volume_name(ROLE, "datalog"), self, provider,
+                             server.volume_labels)
+            self.containers.append(container(
+                f"{name}-{node}", parent=self, provider=provider, image=images[engine],
+                placement=server.place(ROLE, args.client_port),
                 envs=environment(args, server_id),
                 volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path=DATA),
                          docker.ContainerVolumeArgs(volume_name=datalog.name, container_path=DATALOG)],

@@ -21,9 +21,10 @@ from components.shared.validation import (
 
 NODE_KINDS = ("linux", "pi")
 NODE_ROLES = ("etcd", "control-plane", "worker", "zookeeper", "mesos-master", "mesos-agent")
-# Roles whose hosts keep a quorum (etcd, zookeeper) or the API (control-plane): they reboot one at a time, in node
-# order. (Only Pis reboot, and a Pi cannot have a Mesos role.)
-SERIAL_REBOOT_ROLES = ("etcd", "control-plane", "zookeeper")
+# Roles whose hosts keep a quorum (etcd, zookeeper), the API (control-plane) or a cluster's workloads (worker): they
+# reboot one at a time, in node order, in one chain (a worker never goes down while a quorum member or server is
+# down, and its pods' replicas elsewhere stay up). (Only Pis reboot, and a Pi cannot have a Mesos role.)
+SERIAL_REBOOT_ROLES = ("etcd", "control-plane", "worker", "zookeeper")
 AGENT_ENV = "SSH_AUTH_SOCK"
 _CMDLINE_FLAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:/+=-]*$")
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")

@@ -12,9 +12,9 @@ Resources (for a host `n`):
     n-await-boot    Pi only, and runs only after a scheduled reboot: waits for the new boot id, checks the
                     boot state, waits for the health gates again, prints the facts of the new boot.
 
-`RaspberryPiArgs.reboot_after` chains reboots: the composition passes the previous quorum host's `ready`
-resource, so hosts with role etcd or control-plane reboot one at a time (each behind its gates) while the
-others reboot in parallel. SSH sessions: 1 per Linux host, 2 per Pi, 3 per Pi that reboots.
+`RaspberryPiArgs.reboot_after` chains reboots: the composition passes the previous chained host's `ready`
+resource, so hosts with a cluster role (etcd, control-plane, worker, zookeeper) reboot one at a time (each behind
+its gates) while the others reboot in parallel. SSH sessions: 1 per Linux host, 2 per Pi, 3 per Pi that reboots.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Host(pulumi.ComponentResource):
 
     TYPE: ClassVar[str] = "cookbook:node:Host"
     hostname: str
-    address: str
+    address: pulumi.Input[str]  # an Output for a cloud node: its VM's address, known once the VM runs
     connection: SshConnection
     ready: pulumi.Resource  # the host's last step: what waits for this host waits for it
     facts: pulumi.Output[dict[str, Any]]
@@ -179,6 +179,14 @@ class Host(pulumi.ComponentResource):
         """The host's last step and the facts it reports."""
         return prepare, prepare.stdout.apply(parse_facts)
 
+    def known_address(self, recipe: str) -> str:
+        """The address as the config gives it, for recipes that run on `nodes` entries only (ZooKeeper, Mesos:
+        the stack config refuses their roles on cloud nodes, whose address is known only once the VM runs)."""
+        if not isinstance(self.address, str):
+            raise TypeError(f"{recipe} runs on `nodes` entries only: {self.hostname}'s address is known only once "
+                            "its VM runs")
+        return self.address
+
     def outputs(self) -> dict[str, pulumi.Input[Any]]:
         """The host's entry of the `nodes` stack output (keys: NODE_OUTPUTS)."""
         def fact(key: str) -> pulumi.Output[Any]:
@@ -206,7 +214,7 @@ class RaspberryPi(Host):
                 lambda stdout: connection.command_line(render_reboot_script(args, stdout))),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # A quorum host reboots only after the previous one came back and passed its gates.
+                # A chained host reboots only after the previous one came back and passed its gates.
                 depends_on=[args.reboot_after] if args.reboot_after is not None else []),
         )
         before = reboot.stdout.apply(parse_facts)

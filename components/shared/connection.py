@@ -33,14 +33,17 @@ class Bastion:
 
 @dataclass(frozen=True)
 class SshConnection:
-    """How to reach a host. Credentials are secret Outputs; with neither, pulumi-command uses SSH_AUTH_SOCK."""
+    """How to reach a host. Credentials are secret Outputs; with neither, pulumi-command uses SSH_AUTH_SOCK.
 
-    host: str
+    `host` and `host_key` may be Outputs of the resource that made the host (a cloud VM's address, the host
+    key it was booted with): every step on the host then waits for that resource."""
+
+    host: pulumi.Input[str]
     port: int = 22
     user: str = "root"
     private_key: pulumi.Input[str] | None = None
     private_key_passphrase: pulumi.Input[str] | None = None
-    host_key: str | None = None
+    host_key: pulumi.Input[str] | None = None
     proxy: Bastion | None = None
     dial_error_limit: int = 10
     per_dial_timeout: int = 15

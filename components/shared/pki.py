@@ -81,12 +81,20 @@ def certificate_authority(name: str, common_name: str, parent: pulumi.Resource, 
 
 
 def issue_certificate(name: str, ca: KeyPair, common_name: str, *, uses: Sequence[str],
-                      alternative_names: Sequence[str] = (), organization: str = "cluster-cookbook",
+                      alternative_names: Sequence[str] | pulumi.Output[list[str]] = (),
+                      organization: str = "cluster-cookbook",
                       validity: Validity = Validity(), parent: pulumi.Resource) -> KeyPair:
-    """A key and a certificate signed by `ca`; `alternative_names` mixes DNS names and IPs. The certificate
-    is re-issued by an `up` within `validity.early_renewal_hours` of its end (the key stays)."""
+    """A key and a certificate signed by `ca`; `alternative_names` mixes DNS names and IPs (an Output when one
+    is known only at deploy time, e.g. a cloud VM's address). The certificate is re-issued by an `up` within
+    `validity.early_renewal_hours` of its end (the key stays)."""
     key = _private_key(f"{name}-key", parent)
-    dns_names, ip_addresses = split_addresses(alternative_names)
+    dns_names: pulumi.Input[Sequence[str]]
+    ip_addresses: pulumi.Input[Sequence[str]]
+    if isinstance(alternative_names, pulumi.Output):
+        split = alternative_names.apply(split_addresses)
+        dns_names, ip_addresses = split.apply(lambda both: both[0]), split.apply(lambda both: both[1])
+    else:
+        dns_names, ip_addresses = split_addresses(alternative_names)
     request = tls.CertRequest(
         f"{name}-csr",
         private_key_pem=key.private_key_pem,

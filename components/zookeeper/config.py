@@ -1,14 +1,15 @@
 """The `zookeeper` section of a stack's config, and the rules that involve `nodes`.
 
-Servers are the nodes with role `zookeeper`. `zookeeper.ids` is the ensemble's record: every server's id
-(`myid`), fixed for the server's life. Every problem names its key path, e.g.
+Servers are the nodes with role `zookeeper` that are not listed in `zookeeper.removed`. `zookeeper.ids` is the
+ensemble's record: every server's id (`myid`), fixed for the server's life and never given to another (a removed
+server keeps its entry). Every problem names its key path, e.g.
 `nodes: 4 nodes have role zookeeper; a ZooKeeper ensemble needs an odd number between 1 and 7`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,8 @@ class NodeLike(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def address(self) -> str: ...
+    @property
     def roles(self) -> tuple[str, ...]: ...
 
 
@@ -43,6 +46,11 @@ class ZooKeeperConfig:
 
     servers: tuple[str, ...]
     ensemble: ZooKeeperEnsembleArgs
+
+    @property
+    def removed(self) -> Mapping[str, str]:
+        """Removed servers (name -> address): nothing runs on their nodes."""
+        return self.ensemble.removed
 
     @property
     def ports(self) -> dict[int, str]:
@@ -60,7 +68,7 @@ def _check_word(value: str) -> str | None:
     return None if value in FOUR_LETTER_WORDS else f"must be one of {', '.join(FOUR_LETTER_WORDS)}, got {value!r}"
 
 
-def _parse_ids(raw: Any, servers: Sequence[str], problems: Problems) -> dict[str, int]:
+def _parse_ids(raw: Any, servers: Sequence[str], removed: Collection[str], problems: Problems) -> dict[str, int]:
     example = ", ".join(f"{name}: {index}" for index, name in enumerate(servers[:3], start=1)) or "zk-a: 1"
     if raw is None:
         if servers:
@@ -73,8 +81,8 @@ def _parse_ids(raw: Any, servers: Sequence[str], problems: Problems) -> dict[str
     ids: dict[str, int] = {}
     for name in sorted(raw):
         value = raw[name]
-        if name not in servers:
-            problems.add(f"zookeeper.ids.{name}", f"{name!r} is not a node with role {ROLE}")
+        if name not in servers and name not in removed:
+            problems.add(f"zookeeper.ids.{name}", f"{name!r} is not a node with role {ROLE} (nor in zookeeper.removed)")
         elif isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
             problems.add(f"zookeeper.ids.{name}", f"must be an integer between 1 and {MAX_ID}, got {value!r}")
         else:
@@ -82,6 +90,10 @@ def _parse_ids(raw: Any, servers: Sequence[str], problems: Problems) -> dict[str
     for name in servers:
         if name not in raw:
             problems.add("zookeeper.ids", f"no id for server {name!r}")
+    for name in removed:
+        if name not in raw:
+            problems.add("zookeeper.ids", f"no id for removed server {name!r}: keep its entry (its id is what "
+                                          "leaves the ensemble, and is never given to another server)")
     by_id: dict[int, list[str]] = {}
     for name, value in ids.items():
         by_id.setdefault(value, []).append(name)
@@ -105,21 +117,52 @@ def _parse_tarball(raw: Any, problems: Problems) -> Tarball | None:
     return Tarball(str(Path(file).expanduser()), sha256)
 
 
-def parse_zookeeper_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems) -> ZooKeeperConfig | None:
-    """None when the stack has no ZooKeeper: no `zookeeper` section and no node with role zookeeper."""
-    servers = tuple(node.name for node in nodes if ROLE in node.roles)
-    if raw is None and not servers:
+def _parse_removed(section: Section, nodes: Sequence[NodeLike], etcd_removed: Collection[str],
+                   problems: Problems) -> dict[str, str]:
+    """`zookeeper.removed`: name -> address of each removed server, whose node entry stays and runs nothing."""
+    by_name = {node.name: node for node in nodes}
+    removed: dict[str, str] = {}
+    for index, name in enumerate(section.strings("removed")):
+        node = by_name.get(name)
+        if node is None:
+            problems.add(f"zookeeper.removed[{index}]",
+                         f"{name!r} is not in nodes: keep a removed server's node entry (its address is part of the "
+                         "ensemble's membership record); nothing runs on it")
+            continue
+        others = [role for role in node.roles if role != ROLE and not (role == "etcd" and name in etcd_removed)]
+        if others:
+            problems.add(f"zookeeper.removed[{index}]",
+                         f"{name} also has role {' and '.join(others)}, but nothing runs on a removed server's node: "
+                         "give those roles to a node that runs")
+        removed[name] = node.address
+    return removed
+
+
+def parse_zookeeper_config(raw: Any, nodes: Sequence[NodeLike], problems: Problems,
+                           etcd_removed: Collection[str] = ()) -> ZooKeeperConfig | None:
+    """None when the stack has no ZooKeeper: no `zookeeper` section and no node with role zookeeper.
+    `etcd_removed`: nodes nothing runs on (etcd.removed), which cannot be servers."""
+    with_role = [node for node in nodes if ROLE in node.roles]
+    if raw is None and not with_role:
         return None
     section = Section(raw, "zookeeper", problems)
+    removed = _parse_removed(section, nodes, etcd_removed, problems)
+    servers = tuple(node.name for node in with_role if node.name not in removed)
+    for index, node in enumerate(nodes):
+        if node.name in servers and node.name in etcd_removed:
+            problems.add(f"nodes[{index}].roles", f"{node.name} is in etcd.removed (nothing runs on it), so it cannot "
+                                                  f"have role {ROLE}; give the role to a node that runs")
     size = len(servers)
     if size == 0 or size % 2 == 0 or size > MAX_SERVERS:
-        problems.add("nodes", f"{size} nodes have role {ROLE}; a ZooKeeper ensemble needs an odd number between 1 "
-                              f"and {MAX_SERVERS} (a majority must run: 3 tolerate one failure, 5 two)")
-    ids = _parse_ids(section.raw("ids"), servers, problems)
+        not_counting = f" (not counting {len(removed)} in zookeeper.removed)" if removed else ""
+        problems.add("nodes", f"{size} nodes have role {ROLE}{not_counting}; a ZooKeeper ensemble needs an odd number "
+                              f"between 1 and {MAX_SERVERS} (a majority must run: 3 tolerate one failure, 5 two)")
+    ids = _parse_ids(section.raw("ids"), servers, removed, problems)
     bootstrap = section.strings("bootstrap")
     for index, name in enumerate(bootstrap):
-        if name not in servers:
-            problems.add(f"zookeeper.bootstrap[{index}]", f"{name!r} is not a node with role {ROLE}")
+        if name not in servers and name not in removed:
+            problems.add(f"zookeeper.bootstrap[{index}]",
+                         f"{name!r} is not a node with role {ROLE} (nor in zookeeper.removed)")
     if len(set(bootstrap)) != len(bootstrap):
         problems.add("zookeeper.bootstrap", "names a server twice")
     autopurge = Section(section.raw("autopurge"), "zookeeper.autopurge", problems)
@@ -128,6 +171,7 @@ def parse_zookeeper_config(raw: Any, nodes: Sequence[NodeLike], problems: Proble
         servers=(),
         ids=ids,
         bootstrap=bootstrap,
+        removed=removed,
         install=section.value("install", str, base.install, one_of(INSTALL_MODES)),
         version=section.value("version", str, base.version, _check_version),
         tarball=_parse_tarball(section.raw("tarball"), problems),

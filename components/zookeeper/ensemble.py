@@ -12,13 +12,20 @@ Resources (for an ensemble `zookeeper` and servers a, b, c, later d):
                                         when the configuration changed (a follower at once, the leader later)
     zookeeper-restart-a -> -b -> -c     remote commands, one at a time: restart a server still running an older
                                         configuration (only a server that was leading is left by then)
+    zookeeper-remove-x                  remote command on a: removes server x (listed in `removed`) through a
+                                        serving server, one at a time, before any join (`reconfig -remove`)
     zookeeper-join-d                    remote command on d: joins the running ensemble (dynamic reconfiguration)
     zookeeper-health                    remote command on a: every server serves, one leader, all synced
 
 Stability rule (as for etcd): a server's inputs depend only on that server and the bootstrap record
-(`bootstrap` servers with their `ids` and addresses), never on the current server list, so adding servers
-never restarts the existing ones. ZooKeeper runs with dynamic reconfiguration on: it keeps its own
-membership (in its data directory) once started, and servers beyond the record join with `reconfig -add`.
+(`bootstrap` servers with their `ids` and addresses), never on the current server list, so adding or removing servers
+never restarts the existing ones (a removed bootstrap server's address stays part of the record). ZooKeeper runs
+with dynamic reconfiguration on: it keeps its own membership (in its data directory) once started, servers beyond
+the record join with `reconfig -add`, and servers listed in `removed` leave with `reconfig -remove`; nothing runs
+on a removed server's host, and its id is never given to another server.
+
+Ordering rule: no server step starts before every server's host is done (prepared, and a Pi rebooted behind its
+gates): a restart of one server while another server's Pi reboots could cost the quorum.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import ipaddress
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pulumi
@@ -43,6 +50,8 @@ MAX_ID = 255
 SERVICE = "cookbook-zookeeper"
 DISTRIBUTION_SERVICE = "zookeeper.service"  # zookeeperd's init script, masked before anything is installed
 CONFIG_DIR = "/etc/cookbook-zookeeper"
+UNIT_FILE = f"/etc/systemd/system/{SERVICE}.service"
+START_PREPARE_FILE = "/usr/local/lib/cookbook-zookeeper/start-prepare"  # the unit's ExecStartPre runs it
 DATA_ROOT = "/var/lib/cookbook-zookeeper"
 TARBALL_ROOT = "/opt/cookbook-zookeeper"
 INSTALL_ENV = f"{CONFIG_DIR}/install.env"  # the install step's record of where ZooKeeper lives
@@ -69,11 +78,14 @@ class Tarball:
 class ZooKeeperEnsembleArgs:
     """One ensemble. `servers` are the current servers, in a stable order; `ids` is the record of every server's
     id (`myid`), which never changes. `bootstrap` names the servers that formed the ensemble (default: all of
-    `servers`) and must never change after the first deployment; others join the running ensemble."""
+    `servers`) and must never change after the first deployment; others join the running ensemble. `removed` maps
+    servers that are gone (dead or retired) to their addresses: each leaves the ensemble by `reconfig -remove`
+    through a serving server; nothing runs on its host; its id stays in `ids`, never given to another server."""
 
     servers: Sequence[Host]
     ids: Mapping[str, int]
     bootstrap: Sequence[str] = ()
+    removed: Mapping[str, str] = field(default_factory=dict)
     install: str = "package"
     version: str = "3.8.0"
     tarball: Tarball | None = None
@@ -110,9 +122,17 @@ def validate(args: ZooKeeperEnsembleArgs) -> list[str]:
     reused = sorted({i for i in args.ids.values() if list(args.ids.values()).count(i) > 1})
     if reused:
         problems.append(f"ids: ids {', '.join(map(str, reused))} are given to more than one server")
+    reused_names = sorted(set(names) & set(args.removed))
+    if reused_names:
+        problems.append(f"removed: {', '.join(reused_names)} cannot be both removed and a server (a replacement "
+                        "needs a new name and id: a removed server's identity is never reused)")
+    without_id = sorted(name for name in args.removed if name not in args.ids)
+    if without_id:
+        problems.append(f"ids: no id for removed {', '.join(without_id)} (its id is what leaves the ensemble, and "
+                        "stays taken)")
     for index, name in enumerate(args.bootstrap):
-        if name not in names:
-            problems.append(f"bootstrap[{index}]: {name!r} is not a server")
+        if name not in names and name not in args.removed:
+            problems.append(f"bootstrap[{index}]: {name!r} is neither a server nor in removed")
     if args.install not in INSTALL_MODES:
         problems.append(f"install: must be one of {', '.join(INSTALL_MODES)}, got {args.install!r}")
     if args.install == "tarball" and args.tarball is None:
@@ -213,7 +233,8 @@ def render_jvm_args(args: ZooKeeperEnsembleArgs) -> str:
 
 
 def render_membership(args: ZooKeeperEnsembleArgs, addresses: Mapping[str, str]) -> str:
-    """The membership record of a bootstrap server: read only before its first start."""
+    """The membership record of a bootstrap server: read only before its first start (`addresses` includes the
+    removed bootstrap servers': the record never changes)."""
     return "\n".join(sorted(server_line(args, args.ids[name], addresses[name]) for name in bootstrap_names(args)))
 
 
@@ -222,13 +243,14 @@ def render_unit(args: ZooKeeperEnsembleArgs, server: str) -> str:
                  config_dir=CONFIG_DIR, runtime_dir=runtime_dir(server))
 
 
-def _server_params(server: str) -> dict[str, Any]:
-    return {"SERVER_NAME": server, "CONFIG_DIR": CONFIG_DIR, "SERVICE": SERVICE,
-            "RUNTIME_DIR": runtime_dir(server), "STARTED_WITH": f"{data_dir(server)}/started-with"}
+def _server_params(args: ZooKeeperEnsembleArgs, server: str) -> dict[str, Any]:
+    return {"SERVER_NAME": server, "SERVER_ID": str(args.ids[server]), "CONFIG_DIR": CONFIG_DIR,
+            "UNIT_FILE": UNIT_FILE, "RUNTIME_DIR": runtime_dir(server),
+            "STARTED_WITH": f"{data_dir(server)}/started-with"}
 
 
-def render_start_prepare(server: str) -> str:
-    return render_script(["zookeeper/common.sh", "zookeeper/start-prepare.sh"], _server_params(server))
+def render_start_prepare(args: ZooKeeperEnsembleArgs, server: str) -> str:
+    return render_script(["zookeeper/common.sh", "zookeeper/start-prepare.sh"], _server_params(args, server))
 
 
 def render_install_script(args: ZooKeeperEnsembleArgs) -> str:
@@ -248,8 +270,8 @@ def render_install_script(args: ZooKeeperEnsembleArgs) -> str:
 
 def _rolling_params(args: ZooKeeperEnsembleArgs, server: str) -> dict[str, Any]:
     return {
-        **_server_params(server),
-        "SERVER_ID": str(args.ids[server]),
+        **_server_params(args, server),
+        "SERVICE": SERVICE,
         "CLIENT_PORT": args.client_port,
         "HEALTH_TIMEOUT": args.health_timeout,
     }
@@ -267,7 +289,8 @@ def render_configure_script(args: ZooKeeperEnsembleArgs, server: str, membership
             "JVM_CONTENT": render_jvm_args(args),
             "MEMBERSHIP_CONTENT": membership,
             "UNIT_CONTENT": render_unit(args, server),
-            "START_PREPARE_SCRIPT": render_start_prepare(server),
+            "START_PREPARE_FILE": START_PREPARE_FILE,
+            "START_PREPARE_SCRIPT": render_start_prepare(args, server),
         },
     )
 
@@ -280,25 +303,42 @@ def render_restart_script(args: ZooKeeperEnsembleArgs, server: str) -> str:
 
 
 def render_health_script(args: ZooKeeperEnsembleArgs, servers: Mapping[str, str]) -> str:
+    """The gate, run on the first of `servers` (name -> address): it reads that server's membership file."""
     return render_script(
         ["shared/common.sh", "zookeeper/common.sh", "zookeeper/health.sh"],
         {
             "SERVER_NAMES": tuple(servers),
             "SERVER_ENDPOINTS": tuple(endpoint(address, args.client_port) for address in servers.values()),
+            "MEMBERS": tuple(sorted(server_line(args, args.ids[name], address) for name, address in servers.items())),
+            "MEMBERSHIP_CONFIG": f"{runtime_dir(next(iter(servers)))}/zoo.cfg",
+            "TIMEOUT": args.health_timeout,
+        },
+    )
+
+
+def render_remove_script(args: ZooKeeperEnsembleArgs, target: str, servers: Sequence[str]) -> str:
+    """Removes `target` (a name in `args.removed`) through a serving one of `servers` (the current servers'
+    addresses)."""
+    return render_script(
+        ["shared/common.sh", "zookeeper/common.sh", "zookeeper/cli.sh", "zookeeper/remove.sh"],
+        {
+            "TARGET_NAME": target,
+            "TARGET_ID": str(args.ids[target]),
+            "SERVER_ENDPOINTS": tuple(endpoint(address, args.client_port) for address in servers),
+            "CONFIG_DIR": CONFIG_DIR,
             "TIMEOUT": args.health_timeout,
         },
     )
 
 
 def render_join_script(args: ZooKeeperEnsembleArgs, server: str, address: str, seeds: Sequence[str]) -> str:
-    """Adds `server` to the running ensemble through the bootstrap servers (`seeds`, addresses)."""
+    """Adds `server` to the running ensemble through the servers before it (`seeds`, addresses)."""
     return render_script(
-        ["shared/common.sh", "shared/files.sh", "zookeeper/common.sh", "zookeeper/join.sh"],
+        ["shared/common.sh", "shared/files.sh", "zookeeper/common.sh", "zookeeper/cli.sh", "zookeeper/join.sh"],
         {
             "SERVER_NAME": server,
             "CONFIG_DIR": CONFIG_DIR,
             "SERVICE": SERVICE,
-            "RUNTIME_DIR": runtime_dir(server),
             "OWN_LINE": server_line(args, args.ids[server], address),
             "SEED_ENDPOINTS": tuple(endpoint(seed, args.client_port) for seed in seeds),
             "CLIENT_PORT": args.client_port,
@@ -330,9 +370,9 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
             pulumi.log.warn(f"ZooKeeper ensemble {name!r} has a single server: it tolerates no failure", self)
 
         hosts = {host.hostname: host for host in args.servers}
-        addresses = {host.hostname: host.address for host in args.servers}
+        addresses = {**dict(args.removed), **{host.hostname: host.known_address("ZooKeeper") for host in args.servers}}
         bootstrap = bootstrap_names(args)
-        ordered = [hosts[n] for n in bootstrap] + [h for h in args.servers if h.hostname not in bootstrap]
+        ordered = [hosts[n] for n in bootstrap if n in hosts] + [h for h in args.servers if h.hostname not in bootstrap]
         membership = render_membership(args, addresses)
 
         password = random.RandomPassword(
@@ -344,7 +384,7 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
         firsts: list[command.remote.Command] = []
         for host in ordered:
             firsts.append(self._first_step(name, args, host, membership if host.hostname in bootstrap else "",
-                                           installs[host.hostname], super_password, firsts))
+                                           installs[host.hostname], ordered, super_password, firsts))
         seconds: list[command.remote.Command] = []
         for host, first in zip(ordered, firsts, strict=True):
             seconds.append(command.remote.Command(
@@ -359,25 +399,36 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
                     depends_on=[*firsts, *seconds]),
             ))
 
-        joins: list[command.remote.Command] = []
-        seeds = [addresses[n] for n in bootstrap]
-        for host in ordered[len(bootstrap):]:
-            joins.append(command.remote.Command(
-                f"{name}-join-{host.hostname}",
-                connection=host.connection.args(),
-                create=remote_invocation(render_join_script(args, host.hostname, host.address, seeds),
-                                         host.connection.become),
+        anchor = ordered[0]
+        changes: list[command.remote.Command] = []
+
+        def membership_change(resource_name: str, on: Host, script: str) -> None:
+            changes.append(command.remote.Command(
+                resource_name,
+                connection=on.connection.args(),
+                create=remote_invocation(script, on.connection.become),
                 stdin=super_password.apply(lambda text: text + "\n"),
                 logging=command.remote.Logging.NONE,
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    # One membership change at a time, after every server's steps (so after any restart).
-                    depends_on=[*firsts, *seconds, *joins],
+                    # One membership change at a time, after every server's steps (so after any restart):
+                    # removals first (a dead server leaves before its replacement joins), then joins in order.
+                    depends_on=[*firsts, *seconds, *changes],
                     additional_secret_outputs=SECRET_OUTPUTS),
             ))
 
-        anchor = ordered[0]
-        current = {host.hostname: host.address for host in ordered}
+        current_addresses = [host.known_address("ZooKeeper") for host in ordered]
+        for target in sorted(args.removed):  # through the anchor's command line client
+            membership_change(f"{name}-remove-{target}", anchor,
+                              render_remove_script(args, target, current_addresses))
+        seeds = [host.known_address("ZooKeeper") for host in ordered if host.hostname in bootstrap]
+        for host in (host for host in ordered if host.hostname not in bootstrap):
+            # Through the servers before it (never only the bootstrap record: its servers may be gone by now).
+            membership_change(f"{name}-join-{host.hostname}", host,
+                              render_join_script(args, host.hostname, host.known_address("ZooKeeper"), seeds))
+            seeds = [*seeds, host.known_address("ZooKeeper")]
+
+        current = {host.hostname: host.known_address("ZooKeeper") for host in ordered}
         health = command.remote.Command(
             f"{name}-health",
             connection=anchor.connection.args(),
@@ -386,8 +437,8 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
             triggers=[first.stdout.apply(configuration_of) for first in firsts],
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # The gate checks the ensemble every server step and join left behind.
-                depends_on=[*firsts, *seconds, *joins]),
+                # The gate checks the ensemble every server step and membership change left behind.
+                depends_on=[*firsts, *seconds, *changes]),
         )
 
         def after_health(value: pulumi.Input[Any]) -> pulumi.Output[Any]:
@@ -422,7 +473,7 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
         )
 
     def _first_step(self, name: str, args: ZooKeeperEnsembleArgs, host: Host, membership: str,
-                    install: command.remote.Command, super_password: pulumi.Output[str],
+                    install: command.remote.Command, servers: Sequence[Host], super_password: pulumi.Output[str],
                     previous: Sequence[command.remote.Command]) -> command.remote.Command:
         script = render_configure_script(args, host.hostname, membership)
         return command.remote.Command(
@@ -433,8 +484,9 @@ class ZooKeeperEnsemble(pulumi.ComponentResource):
             logging=command.remote.Logging.NONE,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Installed first; and one server at a time, so a restart never costs the quorum.
-                depends_on=[install, *previous[-1:]],
+                # Installed first; one server at a time; and only once every server's host is done (a Pi
+                # rebooting for its kernel flags is a server down): a restart never costs the quorum.
+                depends_on=[install, *previous[-1:], *servers],
                 additional_secret_outputs=SECRET_OUTPUTS),
         )
 

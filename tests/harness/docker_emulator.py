@@ -48,6 +48,7 @@ from urllib.parse import urlparse
 
 import pulumi
 
+from tests.harness.dynamic_emulator import DynamicEmulator
 from tests.harness.executing import Emulator, ExecutingMocks, ResourceState, StackState
 
 DOCKER = "/usr/bin/docker"
@@ -282,7 +283,9 @@ class DockerMocks(ExecutingMocks):
 
     def __init__(self, state: StackState, engines: Mapping[str, str],
                  emulators: dict[str, Emulator] | None = None):
-        super().__init__(state, emulators={"docker": emulate_docker, PROVIDER: emulate_docker, **(emulators or {})})
+        # Dynamic providers (the local stack's etcd membership guard) run as the engine runs them.
+        super().__init__(state, emulators={"docker": emulate_docker, PROVIDER: emulate_docker,
+                                           "pulumi-python": DynamicEmulator(), **(emulators or {})})
         self.engines = dict(engines)
         self.provider_hosts: dict[str, str] = {}  # provider resource name -> its host's address
 

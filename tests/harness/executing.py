@@ -29,6 +29,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import posixpath
+import stat
 import subprocess
 import threading
 import time
@@ -41,7 +43,7 @@ import paramiko
 import pulumi
 
 from tests.harness import ssh
-from tests.harness.recording import RecordingMocks
+from tests.harness.recording import RecordingMocks, mark_secret_outputs
 from tools.offline import unwrap_secrets
 
 T = TypeVar("T")
@@ -119,6 +121,9 @@ def _asset_identity(value: Any) -> Any:
 
 
 def _upload(inputs: dict[str, Any]) -> None:
+    """CopyToRemote of a file asset, as pulumi-command v1.2.1 copyController.go `sftpCopy` does it: onto an
+    existing directory -> into it under the file's name; onto a missing path -> its parent directories created
+    (MkdirAll), then the file; onto an existing file -> overwritten."""
     source = inputs["source"]
     if not isinstance(source, dict) or "path" not in source:
         raise ssh.CommandFailed(f"CopyToRemote emulation handles file assets only, got {source!r}")
@@ -127,9 +132,29 @@ def _upload(inputs: dict[str, Any]) -> None:
         sftp = paramiko.SFTPClient.from_transport(transport)
         if sftp is None:
             raise ssh.CommandFailed("ssh: cannot open an SFTP session")
-        sftp.put(source["path"], inputs["remotePath"])
+        sftp.put(source["path"], _sftp_destination(sftp, source["path"], inputs["remotePath"]))
     finally:
         transport.close()
+
+
+def _sftp_destination(sftp: paramiko.SFTPClient, source: str, remote: str) -> str:
+    try:
+        if stat.S_ISDIR(sftp.stat(remote).st_mode or 0):
+            return posixpath.join(remote, Path(source).name)
+        return remote
+    except FileNotFoundError:
+        missing: list[str] = []
+        parent = posixpath.dirname(remote)
+        while parent not in ("", "/"):
+            try:
+                sftp.stat(parent)
+                break
+            except FileNotFoundError:
+                missing.append(parent)
+                parent = posixpath.dirname(parent)
+        for directory in reversed(missing):
+            sftp.mkdir(directory)
+        return remote
 
 
 class ExecutingMocks(RecordingMocks):
@@ -164,9 +189,10 @@ class ExecutingMocks(RecordingMocks):
                                                                             registration.delete_before_replace))
         with self._state_lock:
             self.state.resources[urn] = ResourceState(args.typ, args.name, inputs, outputs)
-        # Inputs go back with their secret markers: a secret input stays a secret output.
+        # Inputs go back with their secret markers: a secret input stays a secret output; the outputs the
+        # registration names in additionalSecretOutputs are wrapped, as the engine does.
         wire_outputs = {**outputs, **dict(args.inputs)}
-        return f"{args.name}-id", wire_outputs
+        return f"{args.name}-id", mark_secret_outputs(wire_outputs, registration)
 
     def run_failed(self, error: BaseException) -> BaseException:
         """Called by `program.run_program` when the run raised `error`: the run has no delete phase. Returns

@@ -12,7 +12,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 
 from tools.offline import ROOT, SECRET_SIG, run, stack_config
 
-__all__ = ["ROOT", "SECRET_SIG", "Registration", "load_stack_config", "run_program", "stack_names"]
+__all__ = ["ROOT", "SECRET_SIG", "Registration", "load_stack_config", "run_program", "secret", "stack_names"]
+SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # the wire marker of a secret value (with SECRET_SIG as key)
 STACKS = ROOT / "stacks"
 
 
@@ -34,6 +35,11 @@ class Registration:
     custom_timeouts: tuple[tuple[str, str], ...] = ()  # (create|update|delete, duration) that were set
     ignore_changes: tuple[str, ...] = ()
     replace_on_changes: tuple[str, ...] = ()
+
+
+def secret(value: Any) -> dict[str, Any]:
+    """`value` as a secret on the wire, as the engine sends it."""
+    return {SECRET_SIG: SECRET_VALUE, "value": value}
 
 
 def stack_names() -> list[str]:

@@ -12,7 +12,7 @@ import secrets
 import string
 from typing import Any
 
-from tests.harness.tls import secret
+from tests.harness.program import secret
 
 DEFAULT_SPECIAL = "!@#$%&*()-_=+[]{}<>:?"
 

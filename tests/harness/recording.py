@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 
-from tests.harness.program import SECRET_SIG, Registration
+from tests.harness.program import SECRET_SIG, Registration, secret
 from tools.offline import unwrap_secrets
 
 FAKE_FACTS = {
@@ -28,9 +28,48 @@ FAKE_FACTS = {
 AMD64_ADDRESSES = frozenset({"192.168.20.11", "192.168.20.12", "192.168.20.13", "192.168.20.21", "192.168.20.22"})
 FAKE_AMD64_FACTS = {**FAKE_FACTS, "architecture": "amd64", "is_pi": False, "model": "", "kernel": "6.1.0-28-amd64"}
 
+# Cloud VMs (the cloud recipe's `pulumi-python:dynamic/cloud:Node`) get an address in 198.18.0.0/16 derived from
+# their name; their steps report the facts of a Flatcar VM (amd64, read-only /usr, no apt).
+FAKE_CLOUD_NETWORK = "198.18."
+FAKE_COREOS_FACTS = {**FAKE_AMD64_FACTS, "os_id": "flatcar", "os_version_id": "4152.2.3",
+                     "os_pretty_name": "Flatcar Container Linux by Kinvolk 4152.2.3 (Oklo)",
+                     "kernel": "6.6.95-flatcar", "usr_read_only": True}
+
+
+def fake_cloud_address(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"{FAKE_CLOUD_NETWORK}{digest[0]}.{digest[1] % 254 + 1}"
+
+
+def fake_ed25519(name: str) -> dict[str, Any]:
+    """A pulumi-tls ED25519 PrivateKey's SSH outputs, derived from the resource name: a real key, and the same
+    text in every run (OpenSSH's private key format has a random check number; here it comes from the name)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    seed = hashlib.sha256(name.encode()).digest()
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    def string(data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + data
+
+    public_blob = string(b"ssh-ed25519") + string(public)
+    check = seed[:4]
+    private = check + check + public_blob + string(seed + public) + string(b"")
+    private += bytes(range(1, 1 + (-len(private)) % 8))  # padding to the cipher block size (8 for "none")
+    blob = (b"openssh-key-v1\0" + string(b"none") + string(b"none") + string(b"") + (1).to_bytes(4, "big")
+            + string(public_blob) + string(private))
+    encoded = base64.b64encode(blob).decode()
+    lines = [encoded[i:i + 70] for i in range(0, len(encoded), 70)]
+    text = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END OPENSSH PRIVATE KEY-----\n"
+    return {"privateKeyOpenssh": text,
+            "publicKeyOpenssh": f"ssh-ed25519 {base64.b64encode(public_blob).decode()}\n"}
+
 # What a k3s server writes to /etc/rancher/k3s/k3s.yaml (shape of k3s v1.34), for steps that print it after
 # KUBECONFIG_MARKER (base64); its key carries the fake-secret marker the secrecy tests look for.
 KUBECONFIG_MARKER = "COOKBOOK_KUBECONFIG="
+ETCD_TARBALL_MARKER = "COOKBOOK_ETCD_TARBALL_SHA256="  # components/etcd/render.py DOWNLOADED_MARKER
 FAKE_K3S_KUBECONFIG = """apiVersion: v1
 clusters:
 - cluster:
@@ -79,6 +118,7 @@ class Recorded:
 class RecordingMocks(pulumi.runtime.Mocks):
     registrations: dict[str, Registration] = field(default_factory=dict)
     resources: list[Recorded] = field(default_factory=list)
+    generated_secrets: list[str] = field(default_factory=list)  # fake random results: must never be plain
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, registration: Registration) -> None:
@@ -96,9 +136,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         registration = self.remember(args)
         outputs = dict(args.inputs)  # secret markers kept, so secret inputs stay secret outputs
         outputs.update(self.fake_outputs(args.typ, args.inputs))
+        if args.typ == "tls:index/privateKey:PrivateKey" and args.inputs.get("algorithm") == "ED25519":
+            outputs.update(fake_ed25519(args.name))  # an SSH host key (the cloud recipe's): valid and stable
+        if args.typ == "pulumi-python:dynamic/cloud:Node":
+            address = fake_cloud_address(args.name)
+            outputs.update({"vm_id": f"{args.name}-vm", "state": "Running", "address": address,
+                            "public_ips": [address], "private_ips": []})
         if args.typ.startswith("random:"):
-            outputs.update(fake_random(args.name, args.inputs))
-        return (f"{args.name}-id" if registration.custom else None), outputs
+            generated = fake_random(args.name, args.inputs)
+            with self._lock:
+                self.generated_secrets.append(generated["result"])
+            outputs.update(generated)
+        return (f"{args.name}-id" if registration.custom else None), mark_secret_outputs(outputs, registration)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, []  # no failures (Pulumi's mock monitor iterates this list)
@@ -107,7 +156,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if typ.startswith("command:"):
             connection = unwrap_secrets(inputs.get("connection")) or {}
             facts = FAKE_AMD64_FACTS if connection.get("host") in AMD64_ADDRESSES else FAKE_FACTS
+            if str(connection.get("host")).startswith(FAKE_CLOUD_NETWORK):
+                facts = FAKE_COREOS_FACTS
             stdout = f"COOKBOOK_FACTS={json.dumps(facts)}"
+            create = str(unwrap_secrets(inputs.get("create")))
+            if ETCD_TARBALL_MARKER in create:  # etcd's download step: the sha256 of the tarball it fetched
+                stdout += f"\n{ETCD_TARBALL_MARKER}{hashlib.sha256(create.encode()).hexdigest()}"
             if KUBECONFIG_MARKER in str(unwrap_secrets(inputs.get("create"))):  # a step printing k3s's kubeconfig
                 stdout += f"\n{KUBECONFIG_MARKER}{base64.b64encode(FAKE_K3S_KUBECONFIG.encode()).decode()}"
             return {"stdout": stdout, "stderr": ""}
@@ -126,6 +180,16 @@ class RecordingMocks(pulumi.runtime.Mocks):
         matches = [r for r in self.resources if r.name == name]
         assert len(matches) == 1, f"expected one resource named {name!r}, found {len(matches)}"
         return matches[0]
+
+
+def mark_secret_outputs(outputs: dict[str, Any], registration: Registration) -> dict[str, Any]:
+    """The engine wraps the outputs a registration names in `additionalSecretOutputs` as secrets (SDKs such as
+    pulumi-random's mark `result` that way); mocks must too, or a leak of such a value would look harmless."""
+    marked = dict(outputs)
+    for key in registration.additional_secret_outputs:
+        if key in marked and not (isinstance(marked[key], dict) and SECRET_SIG in marked[key]):
+            marked[key] = secret(marked[key])
+    return marked
 
 
 def fake_random(name: str, inputs: dict[str, Any]) -> dict[str, Any]:

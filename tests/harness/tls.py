@@ -42,9 +42,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.harness.program import SECRET_SIG
+from tests.harness.program import secret
 
-SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"  # the wire marker of a secret value
 Change = Literal["same", "update", "replace"]
 _CURVES: dict[str, Any] = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
 _SUBJECT_FIELDS = {
@@ -69,9 +68,6 @@ _EXTENDED_USAGES = {
 _CERTIFICATES = ("SelfSignedCert", "LocallySignedCert")
 _IN_PLACE = {"earlyRenewalHours"}  # the certificates' only input without RequiresReplace
 
-
-def secret(value: str) -> dict[str, str]:
-    return {SECRET_SIG: SECRET_VALUE, "value": value}
 
 
 class TlsEmulator:

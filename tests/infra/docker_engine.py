@@ -146,6 +146,16 @@ class DockerEngine:
         for mount_point in _mounts_under(self.root):
             subprocess.run(["umount", "--lazy", mount_point], check=False, capture_output=True)
 
+    def load_zookeeper_image(self) -> str:
+        """Imports the ZooKeeper test image (built once, cached) unless the engine has it; returns its tag."""
+        if not self.has_image(ZOOKEEPER_IMAGE):
+            with open(ensure_zookeeper_image_archive(), "rb") as rootfs:
+                changes = ['ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]', f"CMD {json.dumps(COMMAND)}",
+                           f"ENV PATH={STANDARD_PATH}", "WORKDIR /"]
+                argv = [DOCKER, "-H", self.url, "import", *(f"--change={c}" for c in changes), "-", ZOOKEEPER_IMAGE]
+                subprocess.run(argv, stdin=rootfs, capture_output=True, check=True, timeout=600)
+        return ZOOKEEPER_IMAGE
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join((self.root / "dockerd.log").read_text(errors="replace").splitlines()[-lines:])
@@ -190,15 +200,8 @@ class DockerEngines:
 
     def load_zookeeper_image(self) -> str:
         """Imports the ZooKeeper test image (built once, cached) into every engine; returns its tag."""
-        archive = ensure_zookeeper_image_archive()
         for engine in self.engines.values():
-            if not engine.has_image(ZOOKEEPER_IMAGE):
-                with open(archive, "rb") as rootfs:
-                    changes = ['ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]', f"CMD {json.dumps(COMMAND)}",
-                               f"ENV PATH={STANDARD_PATH}", "WORKDIR /"]
-                    argv = [DOCKER, "-H", engine.url, "import", *(f"--change={c}" for c in changes), "-",
-                            ZOOKEEPER_IMAGE]
-                    subprocess.run(argv, stdin=rootfs, capture_output=True, check=True, timeout=600)
+            engine.load_zookeeper_image()
         return ZOOKEEPER_IMAGE
 
 

@@ -549,9 +549,12 @@ def test_settings_changed_after_growth_converge_twice_one_member_at_a_time(stack
     pids = main_pids(stack)
     term = stack.raft_term()
     stack.etcd_settings.update(health_timeout=150, heartbeat_interval=150, election_timeout=1500)
+    ssh.SESSIONS.clear()
     started = time.monotonic()
     first = stack.up()
     NUMBERS["settings_change_rolling_restart_5_seconds"] = round(time.monotonic() - started, 1)
+    NUMBERS["ssh_sessions_per_member_settings_change"] = {
+        name: ssh.SESSIONS[stack.host(name).address] for name in stack.members}
     found = restarts(stack, pids)
     planned = hand_offs(stack, first)
     pids = main_pids(stack)
@@ -959,7 +962,8 @@ def test_bring_up_of_5_dns_named_members_from_scratch_from_a_release_tarball(sta
     config["etcd"]["health_timeout"] = 121
     again = ExecutingMocks(mocks.state, emulators={"tls": emulate_tls})
     run_program(again, config, stack="it-etcd-5", secret_keys=["ssh_private_key"])
-    steps = [r.outputs["stdout"] for r in mocks.state.resources.values() if r.name.startswith("etcd-member-")]
+    steps = [r.outputs["stdout"] for r in mocks.state.resources.values()
+             if r.type == "command:remote:Command" and r.name.startswith("etcd-member-")]
     assert len(steps) == 5 and not [out for out in steps if "changed:" in out], steps
     assert {host: unit_property(stack.fleet[host], "MainPID") for host in HOSTS} == pids
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pulumi_command as command
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -191,3 +192,26 @@ def test_with_a_good_private_key_the_key_authenticates_and_the_agent_is_still_di
     assert ssh.run(connection(fleet, agentSocketPath=agent), "echo key").stdout == "key"
     with pytest.raises(ssh.CommandFailed, match=r"dial unix .*: connect: no such file or directory"):
         ssh.run(connection(fleet, agentSocketPath=str(tmp_path / "none.sock")), "true")
+
+
+# --- CopyToRemote (copyController.go sftpCopy) -----------------------------------------------------------
+def test_copy_to_remote_creates_parent_directories_and_copies_into_a_directory(fleet: HostFleet,
+                                                                                tmp_path: Path) -> None:
+    """pulumi-command v1.2.1 copyController.go `sftpCopy`: a file onto a missing path gets its parent
+    directories (`MkdirAll`); onto an existing directory it lands inside it under its own name."""
+    host = fleet[HOST]
+    source = tmp_path / "artifact.bin"
+    source.write_bytes(b"payload")
+    host.run("rm -rf /srv/copied && mkdir -p /srv/existing")
+
+    def program() -> None:
+        args = command.remote.ConnectionArgs(host=host.address, port=host.port, host_key=host.host_key,
+                                             private_key=fleet.private_key_pem, dial_error_limit=0)
+        command.remote.CopyToRemote("deep", connection=args, source=pulumi.FileAsset(str(source)),
+                                    remote_path="/srv/copied/a/b/artifact.bin")
+        command.remote.CopyToRemote("into", connection=args, source=pulumi.FileAsset(str(source)),
+                                    remote_path="/srv/existing")
+
+    run_program(ExecutingMocks(StackState()), {}, program=program)
+    assert host.read_file("/srv/copied/a/b/artifact.bin") == "payload"
+    assert host.read_file("/srv/existing/artifact.bin") == "payload"

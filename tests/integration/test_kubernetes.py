@@ -11,6 +11,7 @@ member and a k3s server each, k4 and k5 a k3s agent. Numbers are printed (`-s`) 
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -24,8 +25,18 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
-from components.kubernetes.render import K3S_VERSION, render_control_plane_gate
+from components.kubernetes.render import (
+    AGENT_KUBECONFIG,
+    CONTROL_PLANE_TAINT,
+    K3S_VERSION,
+    STATE_DIR,
+    TLS_DIR,
+    UPLOAD_DIR,
+    render_control_plane_gate,
+    render_worker_gate,
+)
 from tests.harness import ssh
 from tests.harness.executing import ExecutingMocks, StackState
 from tests.harness.program import run_program
@@ -89,10 +100,13 @@ class Stack:
     settings: dict[str, Any] = field(default_factory=dict)
     binary_sha256: str | None = None  # to give a wrong checksum
     outputs: dict[str, Any] = field(default_factory=dict)
+    roles: dict[str, list[str]] = field(default_factory=dict)  # nodes whose roles differ from their group's
+    removed: set[str] = field(default_factory=set)  # nodes left out of the stack
 
     def config(self) -> dict[str, Any]:
         nodes = [{"name": name, "address": self.fleet[name].address, "host_key": self.fleet[name].host_key,
-                  "roles": ["etcd", "control-plane"] if name in SERVERS else ["worker"]} for name in HOSTS]
+                  "roles": self.roles.get(name, ["etcd", "control-plane"] if name in SERVERS else ["worker"])}
+                 for name in HOSTS if name not in self.removed]
         binary, images = self.artifacts.binaries[self.version], self.artifacts.images[self.version]
         return {
             "ssh": {"user": LOGIN_USER, "dial_error_limit": 2, "per_dial_timeout": 3},
@@ -111,8 +125,16 @@ class Stack:
     def up(self) -> ExecutingMocks:
         mocks = ExecutingMocks(self.state, emulators={"tls": emulate_tls, "random": emulate_random})
         self.outputs = run_program(mocks, self.config(), stack=STACK, secret_keys=["ssh_private_key"])
-        mocks.finish()
+        mocks.finish()  # the engine's delete phase: what the program no longer declares is deleted
         return mocks
+
+    def failing_delete(self) -> str:
+        """A run whose program succeeds and whose delete phase fails: the error."""
+        mocks = ExecutingMocks(self.state, emulators={"tls": emulate_tls, "random": emulate_random})
+        self.outputs = run_program(mocks, self.config(), stack=STACK, secret_keys=["ssh_private_key"])
+        with pytest.raises(Exception) as failure:
+            mocks.finish()
+        return str(failure.value)
 
     def failing_up(self) -> str:
         mocks = ExecutingMocks(self.state, emulators={"tls": emulate_tls, "random": emulate_random})
@@ -155,6 +177,19 @@ class Stack:
                               env={**os.environ, "ETCDCTL_API": "3"}, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         return done.stdout
+
+
+SETTINGS_RECORD = f"{STATE_DIR}/cluster-settings"
+TAINT = {"key": CONTROL_PLANE_TAINT.split(":")[0], "effect": "NoSchedule"}  # the API shows it so
+
+
+def expected_uploads(stack: Stack, version: str) -> list[str]:
+    binary, images = stack.artifacts.binaries[version], stack.artifacts.images[version]
+    return sorted([f"{binary.sha256}-k3s", f"{images.sha256}-k3s-airgap-images-amd64.tar.zst"])
+
+
+def uploads(stack: Stack, version: str) -> dict[str, list[str]]:
+    return {name: stack.fleet[name].run(f"ls {UPLOAD_DIR}").stdout.split() for name in HOSTS}
 
 
 def ready_flag(node: dict[str, Any]) -> str:
@@ -221,8 +256,9 @@ def test_bring_up_from_bare_hosts(stack: Stack) -> None:
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes.values()} == {K3S_VERSION}
     # Labels and taints from roles.
     assert nodes["k1"]["metadata"]["labels"] == {"cookbook.dev/control-plane": "true"}
-    assert nodes["k1"]["spec"]["taints"] == ["node-role.kubernetes.io/control-plane:NoSchedule"]
-    assert nodes["k4"]["metadata"]["labels"] == {"cookbook.dev/worker": "true"} and not nodes["k4"]["spec"]["taints"]
+    assert nodes["k1"]["spec"]["taints"] == [TAINT]
+    assert nodes["k4"]["metadata"]["labels"] == {"cookbook.dev/worker": "true"}
+    assert "taints" not in nodes["k4"]["spec"]
     # Each node started once, one at a time: servers in order, then agents.
     assert_one_at_a_time(windows(stack, 0), HOSTS)
     for name in HOSTS:
@@ -252,6 +288,56 @@ def test_files_units_and_modes_on_the_hosts(stack: Stack) -> None:
     assert config["datastore-endpoint"] == ",".join(stack.outputs["etcd"]["client_endpoints"])
     assert config["disable"] == ["traefik"] and config["secrets-encryption"] is True
     assert config["node-ip"] == server.address and server.address in config["tls-san"]
+
+
+def test_airgap_uploads_stay_in_the_recipes_own_directory(stack: Stack) -> None:
+    """Issue 8 audit, item 8: the uploads are named by their sha256 in the recipe's directory (not /var/tmp,
+    which systemd-tmpfiles cleans after 30 days while CopyToRemote never copies again), owned by the login user."""
+    assert uploads(stack, K3S_VERSION) == {name: expected_uploads(stack, K3S_VERSION) for name in HOSTS}
+    for name in HOSTS:
+        host = stack.fleet[name]
+        assert host.run(f"stat -c '%U %a' {UPLOAD_DIR}").stdout.strip() == f"{LOGIN_USER} 700"
+        assert host.run("ls /var/tmp | grep cookbook || true").stdout.split() == [], name
+
+
+def test_the_kubeconfig_is_the_stacks_own_admin_certificate(stack: Stack) -> None:
+    """Issue 8 audit, item 5: the servers run with the stack's CAs (placed before k3s's first start), and the
+    kubeconfig output is built by the program from its own admin certificate: nothing is read back from a host,
+    so nothing goes stale when k3s renews its own admin certificate."""
+    kubeconfig = yaml.safe_load(stack.outputs["kubernetes"]["kubeconfig"])
+    ca = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    for name in SERVERS:
+        assert stack.fleet[name].read_file(f"{TLS_DIR}/server-ca.crt").strip() == ca.strip(), name
+    user = kubeconfig["users"][0]["user"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(user["client-certificate-data"]))
+    assert sorted(attribute.rfc4514_string() for attribute in cert.subject) == ["CN=cookbook-admin",
+                                                                               "O=system:masters"]
+    client_ca = x509.load_pem_x509_certificate(stack.fleet["k2"].read_file(f"{TLS_DIR}/client-ca.crt").encode())
+    assert cert.issuer == client_ca.subject
+    assert "kubernetes-admin" not in {r.name for r in stack.state.resources.values()}
+    # The API (the stand-in authenticates client certificates against the client CA) takes it as admin.
+    assert json.loads(stack.kubectl("get", "--raw", "/api/v1/nodes/k1"))["metadata"]["name"] == "k1"
+
+
+def test_a_server_whose_ca_is_not_the_stacks_is_refused_and_nothing_changes(stack: Stack) -> None:
+    """A cluster whose k3s made its own CA (created by an earlier version of the program) must not be broken:
+    the server step finds the CA on the host, refuses naming kubernetes.ca, and changes nothing."""
+    k2 = stack.fleet["k2"]
+    k2.run(f"cp -p {TLS_DIR}/client-ca.crt /root/client-ca.crt.keep && openssl req -x509 -newkey ec -pkeyopt "
+           f"ec_paramgen_curve:P-256 -nodes -keyout /dev/null -out {TLS_DIR}/client-ca.crt -days 30 "
+           "-subj /CN=k3s-client-ca@1700000000 2>/dev/null")
+    since = time.time()
+    stack.settings["ready_timeout"] = 62
+    try:
+        error = stack.failing_up()
+    finally:
+        k2.run(f"mv -f /root/client-ca.crt.keep {TLS_DIR}/client-ca.crt")
+    assert "kubernetes-server-k2" in error and "this cluster's CA is not the one this stack made" in error, error
+    assert f"{TLS_DIR}/client-ca.crt differ" in error and "set kubernetes.ca to k3s" in error, error
+    assert windows(stack, since) == {}
+    stack.up()
+    assert windows(stack, since) == {}
+    assert stack.up().operations == []
 
 
 def test_datastore_credentials_read_and_write_under_registry_on_the_real_etcd(stack: Stack) -> None:
@@ -306,6 +392,56 @@ def test_a_config_change_restarts_nodes_one_at_a_time_without_draining(stack: St
     assert all(ready_flag(node) == "True" for node in stack.nodes().values())
 
 
+def test_settings_k3s_cannot_change_are_refused_before_anything_restarts(stack: Stack) -> None:
+    """Issue 8 audit, item 7: the servers recorded the cluster's network and DNS settings at k3s's first start;
+    a change fails the first server's step naming every key and the recorded value, before anything is written
+    or restarted. A server without a record (a cluster made by an earlier version) records its config.yaml."""
+    k1 = stack.fleet["k1"]
+    assert k1.read_file(SETTINGS_RECORD) == ("cluster-cidr=10.42.0.0/16\nservice-cidr=10.43.0.0/16\n"
+                                             "cluster-dns=10.43.0.10\ncluster-domain=cluster.local\n")
+    k1.run(f"rm {SETTINGS_RECORD}")  # as before this version of the program
+    since = time.time()
+    stack.settings.update(cluster_cidr="10.52.0.0/16", cluster_domain="home.cluster")
+    try:
+        error = stack.failing_up()
+    finally:
+        del stack.settings["cluster_cidr"], stack.settings["cluster_domain"]
+    assert "kubernetes-server-k1" in error, error
+    assert "kubernetes.cluster_cidr is 10.52.0.0/16 but the cluster was created with 10.42.0.0/16" in error, error
+    assert "kubernetes.cluster_domain is home.cluster but the cluster was created with cluster.local" in error
+    assert "kubernetes.service_cidr is" not in error and "Nothing was changed or restarted" in error
+    assert windows(stack, since) == {}
+    assert yaml.safe_load(k1.read_file("/etc/rancher/k3s/config.yaml"))["cluster-cidr"] == "10.42.0.0/16"
+    assert "cluster-cidr=10.42.0.0/16" in k1.read_file(SETTINGS_RECORD).splitlines()
+    assert stack.up().operations == []  # back to the recorded values: nothing to do
+
+
+def test_a_role_change_reconciles_labels_and_the_control_plane_taint(stack: Stack) -> None:
+    """Issue 8 audit, item 6: k3s applies node-taint only when a node registers, and a restart only adds the
+    configured labels; the step brings the role labels and the control-plane taint in line once the node is
+    Ready, and only what differs."""
+    since = time.time()
+    stack.roles["k3"] = ["etcd", "control-plane", "worker"]  # k3 now also runs workloads
+    stack.up()
+    k3 = stack.nodes()["k3"]
+    assert k3["metadata"]["labels"] == {"cookbook.dev/control-plane": "true", "cookbook.dev/worker": "true"}
+    assert "taints" not in k3["spec"]
+    assert kubectl_verbs(stack, "k3", since) == ["taint"]  # k3s itself added the label at its restart
+
+    since = time.time()
+    del stack.roles["k3"]
+    stack.up()
+    k3 = stack.nodes()["k3"]
+    assert k3["metadata"]["labels"] == {"cookbook.dev/control-plane": "true"}
+    assert k3["spec"]["taints"] == [TAINT]
+    assert kubectl_verbs(stack, "k3", since) == ["label", "taint"]
+    assert stack.up().operations == []
+
+
+def kubectl_verbs(stack: Stack, name: str, since: float) -> list[str]:
+    return [e["verb"] for e in stack.events(name) if e["time"] > since and e["event"] == "kubectl"]
+
+
 def upgrade_events(stack: Stack, name: str, since: float) -> list[str]:
     return [e.get("verb") or e["event"] for e in stack.events(name) if e["time"] > since
             and e["event"] in ("kubectl", "stop", "start", "ready")]
@@ -327,7 +463,9 @@ def test_a_version_bump_drains_and_upgrades_one_node_at_a_time(stack: Stack) -> 
         assert start["version"] == UPGRADE
     nodes = stack.nodes()
     assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes.values()} == {UPGRADE}
-    assert not any(n["spec"]["unschedulable"] for n in nodes.values())
+    assert not any(n["spec"].get("unschedulable") for n in nodes.values())
+    # The previous version's uploads are gone; this version's stay (a later run reinstalls from them).
+    assert uploads(stack, UPGRADE) == {name: expected_uploads(stack, UPGRADE) for name in HOSTS}
 
 
 def test_a_drain_blocked_by_a_disruption_budget_fails_naming_node_and_pod(stack: Stack) -> None:
@@ -340,7 +478,7 @@ def test_a_drain_blocked_by_a_disruption_budget_fails_naming_node_and_pod(stack:
     nodes = stack.nodes()
     versions = {name: node["status"]["nodeInfo"]["kubeletVersion"] for name, node in nodes.items()}
     assert versions == {**dict.fromkeys([*SERVERS, "k4"], SECOND_UPGRADE), "k5": UPGRADE}
-    assert not nodes["k5"]["spec"]["unschedulable"] and ready_flag(nodes["k5"]) == "True"  # uncordoned, running
+    assert not nodes["k5"]["spec"].get("unschedulable") and ready_flag(nodes["k5"]) == "True"  # uncordoned
     assert "stop" not in upgrade_events(stack, "k5", since)
 
     # Once the budget allows it, a re-run converges: k5 is upgraded, nothing else restarts.
@@ -371,21 +509,109 @@ def test_an_unreachable_agent_fails_the_run_naming_it_and_a_rerun_converges(stac
     assert stack.up().operations == []
 
 
-def test_the_control_plane_gate_for_node_reboots(stack: Stack) -> None:
-    def gate(name: str) -> subprocess.CompletedProcess[str]:
-        script = ("set -euo pipefail\n" + render_control_plane_gate(name) + "kubernetes_control_plane_gate\n")
-        return stack.fleet[name].run(["bash", "-c", script], check=False)
+def run_gate(stack: Stack, name: str) -> subprocess.CompletedProcess[str]:
+    """The node layer's health gate of `name`, as its reboot step would call it."""
+    if name in SERVERS:
+        others = {other: stack.fleet[other].address for other in SERVERS if other != name}
+        text, function = render_control_plane_gate(name, others), "kubernetes_control_plane_gate"
+    else:
+        text, function = render_worker_gate(name), "kubernetes_worker_gate"
+    return stack.fleet[name].run(["bash", "-c", f"set -euo pipefail\n{text}{function}\n"], check=False)
 
-    passed = gate("k1")
-    assert passed.returncode == 0 and "k3s API ready and node k1 Ready" in passed.stdout, passed
-    assert gate("k4").stdout.strip() == "no k3s server on this host: nothing to wait for"
+
+def wait_for_gate(stack: Stack, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while run_gate(stack, name).returncode != 0:
+        assert time.monotonic() < deadline, f"{name} did not pass its gate again: {run_gate(stack, name)}"
+        time.sleep(1)
+
+
+def test_the_control_plane_gate_requires_the_api_and_every_other_server(stack: Stack) -> None:
+    """Issue 8 audit, item 2: a control-plane node may go down only while the API answers and every other
+    server is Ready, like the etcd gate requires the whole cluster; after its own restart it waits for itself
+    through another server's API while its own is not back."""
+    passed = run_gate(stack, "k1")
+    assert passed.returncode == 0, passed
+    assert passed.stdout.strip() == "k3s API ready, node k1 Ready, other servers Ready: k2 k3"
     stack.fleet["k2"].run("systemctl stop k3s")
     try:
-        waiting = gate("k2")
-        assert waiting.returncode == 1 and "waiting for the k3s API" in waiting.stdout, waiting
+        waiting = run_gate(stack, "k1")
+        assert waiting.returncode == 1, waiting
+        assert waiting.stdout.strip() == "waiting for the other servers to be Ready: k2 (Ready=False)", waiting
+        own = run_gate(stack, "k2")  # its own API is down: asked through k1's or k3's
+        assert own.returncode == 1 and own.stdout.startswith("waiting for node k2 to be Ready since this boot"), own
     finally:
         stack.fleet["k2"].run("systemctl start k3s")
-    deadline = time.monotonic() + 30
-    while gate("k2").returncode != 0:
-        assert time.monotonic() < deadline, "k2 did not pass its gate again after its restart"
-        time.sleep(1)
+    wait_for_gate(stack, "k2")
+    wait_for_gate(stack, "k1")
+
+
+def test_the_worker_gate_waits_for_the_node_with_its_own_credentials(stack: Stack) -> None:
+    """Issue 8 audit, item 3: a worker Pi's gate (it reboots in the one-at-a-time chain) waits until its node is
+    Ready after the boot, asked with the node's own kubelet credentials, which may read its own Node object only
+    and cannot drain it (the README says why)."""
+    passed = run_gate(stack, "k4")
+    assert passed.returncode == 0 and passed.stdout.strip() == "node k4 Ready since this boot", passed
+    k1 = stack.fleet["k1"].run(["bash", "-c", f"set -euo pipefail\n{render_worker_gate('k1')}kubernetes_worker_gate\n"])
+    assert k1.stdout.strip() == "no k3s agent on this host: nothing to wait for"
+    kubelet = f"/usr/local/bin/k3s kubectl --kubeconfig={AGENT_KUBECONFIG}"
+    k4 = stack.fleet["k4"]
+    for command, refused in (
+            (f"{kubelet} get node k5", 'Error from server (Forbidden): nodes "k5" is forbidden: User "system:node:k4"'),
+            (f"{kubelet} get nodes", 'User "system:node:k4" cannot list resource "nodes"'),
+            (f"{kubelet} taint node k4 x=y:NoSchedule", 'node "k4" is not allowed to modify taints'),
+            # kubectl drain reads the DaemonSet of each DaemonSet pod; a kubelet may not (it cordoned, though).
+            (f"{kubelet} drain k4 --ignore-daemonsets --delete-emptydir-data",
+             'cannot delete daemonsets.apps "svclb-traefik" is forbidden: User "system:node:k4" cannot get')):
+        done = k4.run(command, check=False)
+        assert done.returncode != 0 and refused in done.stderr, done
+    k4.run(f"{kubelet} uncordon k4")  # its own Node's spec.unschedulable: NodeRestriction allows it
+    k4.run("systemctl stop k3s-agent")
+    try:
+        waiting = run_gate(stack, "k4")
+        assert waiting.returncode == 1 and waiting.stdout.startswith("waiting for node k4 to be Ready"), waiting
+    finally:
+        k4.run("systemctl start k3s-agent")
+    wait_for_gate(stack, "k4")
+
+
+def test_removing_an_agent_drains_it_stops_k3s_and_deletes_its_node(stack: Stack) -> None:
+    """Issue 8 audit, item 4: a node left out of the stack is drained (a PodDisruptionBudget that allows no
+    disruption fails the run naming the pod, and the node is left as it was), k3s stops, its Node object is
+    deleted and the files the step wrote are removed; the servers are not touched. Added back, it rejoins."""
+    k5 = stack.fleet["k5"]
+    stack.etcdctl("put", "/registry/cookbook-standin/pdb-block/k5", "object-store/cassandra-2")
+    since = time.time()
+    stack.removed.add("k5")
+    try:
+        error = stack.failing_delete()
+    finally:
+        stack.etcdctl("del", "/registry/cookbook-standin/pdb-block/k5")
+    assert "kubernetes-agent-k5" in error and "k5: draining for its removal from the cluster did not finish" in error
+    assert "pod object-store/cassandra-2 cannot be evicted" in error and "k5 was uncordoned" in error, error
+    node = stack.nodes()["k5"]
+    assert not node["spec"].get("unschedulable") and ready_flag(node) == "True"
+    assert k5.run("systemctl is-active k3s-agent").stdout.strip() == "active"
+
+    mocks = stack.up()  # the delete phase runs the delete again
+    assert ("delete", "kubernetes-agent-k5") in mocks.operations
+    assert [e.get("verb") or e["event"] for e in stack.events("k5") if e["time"] > since
+            and e["event"] in ("kubectl", "stop", "start")] == ["cordon", "drain", "uncordon", "cordon", "drain",
+                                                               "stop", "delete"]
+    assert "k5" not in stack.nodes()
+    assert k5.run("systemctl is-active k3s-agent", check=False).stdout.strip() == "inactive"
+    assert k5.run("systemctl is-enabled k3s-agent", check=False).returncode != 0
+    for path in ("/etc/rancher/k3s/cookbook", "/etc/rancher/k3s/config.yaml", "/etc/systemd/system/k3s-agent.service",
+                 "/var/lib/cookbook-k3s/k3s-agent.started"):
+        assert k5.run(f"test -e {path}", check=False).returncode != 0, path
+    assert not [e for n in HOSTS if n != "k5" for e in stack.events(n) if e["time"] > since]  # servers untouched
+    assert all(ready_flag(node) == "True" for node in stack.nodes().values())
+    assert stack.up().operations == []
+
+    since = time.time()
+    stack.removed.discard("k5")
+    stack.up()
+    k5_node = stack.nodes()["k5"]
+    assert ready_flag(k5_node) == "True" and k5_node["metadata"]["labels"] == {"cookbook.dev/worker": "true"}
+    assert set(windows(stack, since)) == {"k5"}
+    assert stack.up().operations == []

@@ -323,6 +323,37 @@ def test_a_second_run_changes_nothing(setup: Setup, deployed: dict[str, Any]) ->
     assert setup.outputs["etcd"]["ca_cert"] == deployed["etcd"]["ca_cert"]
 
 
+def etcd_config(members: int) -> dict[str, Any]:
+    ports = [2379 + 10000 * index for index in range(members)]
+    return {"local": {**CONFIG["local"],
+                      "etcd": {**CONFIG["local"]["etcd"], "members": members, "client_ports": ports}}}
+
+
+@pytest.mark.parametrize("members", [5, 1])
+def test_a_changed_member_count_is_refused_and_changes_nothing(setup: Setup, deployed: dict[str, Any],
+                                                               members: int) -> None:
+    """3 -> 5 would start two members bootstrapping a cluster of their own (their healthchecks never pass);
+    3 -> 1 would leave member 1 without a quorum once the others are deleted. The membership guard's check
+    refuses both before any step, naming the key; the running cluster is untouched."""
+    ids = {member: setup.inspect(member)["Id"] for member in MEMBERS}
+    volumes = setup.docker("volume", "ls", "-q")
+    mocks = DockerMocks(setup.state, {"": setup.engine.url}, emulators={"tls": emulate_tls})
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        run_program(mocks, etcd_config(members), stack=STACK)
+    NUMBERS[f"refused_3_to_{members}_seconds"] = round(time.monotonic() - started, 1)
+    message = str(raised.value)
+    assert "local.etcd.members: the local etcd cluster was created with 3 members and cannot change to " \
+           f"{members}" in message, message
+    assert "make destroy" in message
+    assert [op for op in mocks.operations if op[1].startswith(("local-etcd-container-", "local-etcd-data-"))] == []
+    assert {member: setup.inspect(member)["Id"] for member in MEMBERS} == ids
+    assert setup.docker("volume", "ls", "-q") == volumes
+    etcdctl(setup, "endpoint", "health")
+    assert sorted(m["name"] for m in json.loads(etcdctl(setup, "member", "list", "-w", "json").stdout)["members"]) \
+        == MEMBERS
+
+
 def test_a_changed_setting_replaces_the_members_and_keeps_their_data(setup: Setup, deployed: dict[str, Any]) -> None:
     """A new memory limit replaces every member container (the old one removed first: fixed names and
     addresses); the members restart together from their volumes, as after a reboot of the machine."""
@@ -358,3 +389,21 @@ def test_destroy_leaves_nothing_on_the_engine(setup: Setup, deployed: dict[str, 
     assert setup.docker("volume", "ls", "-q") == ""
     assert sorted(setup.docker("network", "ls", "--format", "{{.Name}}").split()) == ["bridge", "host", "none"]
     assert IMAGE in setup.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}")  # kept (keep_locally)
+
+
+def test_after_make_destroy_another_member_count_starts_a_new_cluster(setup: Setup) -> None:
+    """What the refusal tells the user to do works: after the destroy (state and engine empty, the guard's record
+    gone), a run with 1 member starts a healthy 1-member cluster; destroyed again, nothing is left."""
+    assert setup.state.resources == {}
+    started = time.monotonic()
+    mocks = DockerMocks(setup.state, {"": setup.engine.url}, emulators={"tls": emulate_tls})
+    setup.outputs = run_program(mocks, etcd_config(1), stack=STACK)
+    mocks.finish()
+    NUMBERS["fresh_1_member_healthy_seconds"] = round(time.monotonic() - started, 1)
+    assert ("create", "local-etcd-membership") in mocks.operations
+    fresh = write_pki(setup.workdir / "fresh", setup.outputs)
+    etcdctl(setup, "endpoint", "health", pki=fresh)
+    members = json.loads(etcdctl(setup, "member", "list", "-w", "json", pki=fresh).stdout)["members"]
+    assert [member["name"] for member in members] == [MEMBERS[0]]
+    up(setup, program=lambda: None)
+    assert setup.state.resources == {} and setup.docker("ps", "-aq") == "" and setup.docker("volume", "ls", "-q") == ""

@@ -4,7 +4,8 @@ the recipe from the hosts' offline apt repository, checked with a real client (k
 One fleet of five hosts (k1..k5) for the module; the tests run in order and build on each other, like the life
 of a stack: the hosts are prepared, 3 servers come up, faults under a writer, a second run, a rolling config
 change under a writer, growth 3 -> 5 by dynamic reconfiguration, an unreachable host in the middle of a rolling
-change, and a fresh ensemble from a release tarball. Numbers are printed (`-s`) and collected in NUMBERS.
+change, shrinking 5 -> 3 under a writer (then a rolling change over the 3), the replacement of a dead server, and a
+fresh ensemble from a release tarball. Numbers are printed (`-s`) and collected in NUMBERS.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ pytestmark = [pytest.mark.integration]
 HOSTS = ["k1", "k2", "k3", "k4", "k5"]
 BOOTSTRAP = {"zk-a": "k1", "zk-b": "k2", "zk-c": "k3"}
 GROWTH = {"zk-d": "k4", "zk-e": "k5"}
-IDS = {"zk-a": 1, "zk-b": 2, "zk-c": 3, "zk-d": 4, "zk-e": 5, "zk-f": 6, "zk-g": 7, "zk-h": 8}
+IDS = {"zk-a": 1, "zk-b": 2, "zk-c": 3, "zk-d": 4, "zk-e": 5, "zk-f": 6, "zk-g": 7, "zk-h": 8, "zk-i": 9}
 SERVICE = "cookbook-zookeeper"
 NUMBERS: dict[str, Any] = {}
 LOGIN_USER = "pi"  # like Raspberry Pi OS: every step runs through `sudo -n`
@@ -92,6 +93,7 @@ class Stack:
     name: str = "it-zookeeper"
     state: StackState = field(default_factory=StackState)
     servers: dict[str, str] = field(default_factory=lambda: dict(BOOTSTRAP))  # name -> host
+    removed: dict[str, str] = field(default_factory=dict)  # name -> host: node entries kept, nothing runs there
     bootstrap: list[str] = field(default_factory=lambda: list(BOOTSTRAP))
     settings: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +102,7 @@ class Stack:
     def config(self) -> dict[str, Any]:
         nodes = [{"name": name, "address": self.fleet[host].address, "host_key": self.fleet[host].host_key,
                   "roles": ["zookeeper"] if self.with_zookeeper else []}
-                 for name, host in self.servers.items()]
+                 for name, host in {**self.servers, **self.removed}.items()]
         config: dict[str, Any] = {
             "ssh": {"user": LOGIN_USER, "dial_error_limit": 2, "per_dial_timeout": 3},
             "prepare": {"packages": ["jq"], "kubernetes_networking": False},
@@ -108,7 +110,8 @@ class Stack:
             "ssh_private_key": self.fleet.private_key_pem,
         }
         if self.with_zookeeper:
-            config["zookeeper"] = {"ids": {name: IDS[name] for name in self.servers}, "bootstrap": self.bootstrap,
+            config["zookeeper"] = {"ids": {name: IDS[name] for name in {**self.servers, **self.removed}},
+                                   "bootstrap": self.bootstrap, "removed": sorted(self.removed),
                                    "heap_mb": 128, "health_timeout": 90, **self.settings}
         return config
 
@@ -119,7 +122,7 @@ class Stack:
         return mocks
 
     def host(self, name: str) -> TestHost:
-        return self.fleet[self.servers[name]]
+        return self.fleet[self.servers[name] if name in self.servers else self.removed[name]]
 
     def address(self, name: str) -> str:
         return self.host(name).address
@@ -469,6 +472,118 @@ def test_an_unreachable_server_fails_the_run_with_its_name_and_a_rerun_converges
     assert stack.up().operations == []
 
 
+def membership_lines(stack: Stack) -> list[str]:
+    """The voting membership the ensemble reports (`/zookeeper/config`, after a sync), sorted."""
+    zk = client(stack.connect_string())
+    try:
+        zk.sync("/zookeeper/config")
+        config, _ = zk.get("/zookeeper/config")
+    finally:
+        zk.stop()
+        zk.close()
+    return sorted(line for line in config.decode().splitlines() if line.startswith("server."))
+
+
+def expected_lines(stack: Stack) -> list[str]:
+    return sorted(f"server.{IDS[n]}={stack.address(n)}:2888:3888:participant;0.0.0.0:2181" for n in stack.servers)
+
+
+def test_shrinking_5_to_3_under_a_writer_then_a_config_change_still_rolls(stack: Stack) -> None:
+    """zk-c (a bootstrap server) and zk-e leave by `reconfig -remove`, one after the other, while a writer's
+    session lives on; the servers that stay are not touched. The retired servers keep running as non-voting
+    followers until they are stopped (README); the health gate counts voters. Then a changed setting restarts the
+    3 remaining servers one at a time, the leader last: every quorum check counts 3 voters, not 5."""
+    writer = Writer(stack.connect_string(), "/it/shrink", session_timeout=15)
+    writer.start()
+    retire = ["zk-c", "zk-e"]
+    pids = {name: stack.main_pid(name) for name in stack.servers if name not in retire}
+    NUMBERS["shrink_removed_the_leader"] = stack.leader() in retire
+    for name in retire:
+        stack.removed[name] = stack.servers.pop(name)
+    started = time.monotonic()
+    mocks = stack.up()
+    NUMBERS["shrink_5_to_3_seconds"] = round(time.monotonic() - started, 1)
+    ran = [name for operation, name in mocks.operations if operation != "delete"]  # (deletes: state only)
+    assert ran.index("zookeeper-remove-zk-c") < ran.index("zookeeper-remove-zk-e") < ran.index("zookeeper-health")
+    assert not [name for name in ran if name.startswith(("zookeeper-server-", "zookeeper-restart-"))], ran
+    deleted = {name for operation, name in mocks.operations if operation == "delete"}
+    assert {f"zookeeper-{step}-{name}" for step in ("install", "server", "restart") for name in retire} <= deleted
+    assert "changed: removed zk-c (server.3) from the ensemble" in stack.step_output("zookeeper-remove-zk-c")
+    assert membership_lines(stack) == expected_lines(stack)
+    assert stack.outputs["zookeeper"]["connect_string"] == stack.connect_string()
+    for name in retire:  # README step 3: stop the retired servers
+        stack.host(name).run(f"systemctl disable --now {SERVICE}")
+    time.sleep(3)
+    writer.stop()
+    ACKED.extend(path for _, path in writer.acked)
+    NUMBERS["shrink_failed_writes"] = len(writer.failed)
+    NUMBERS["shrink_failures"] = sorted({error for _, error in writer.failed})
+    assert "KazooState.LOST" not in writer.states, writer.states  # no failed session
+    assert {name: stack.main_pid(name) for name in stack.servers} == pids  # nobody restarted
+    wait_healthy(stack)
+    assert "zk_synced_followers\t2" in four_letter(stack.address(stack.leader()), "mntr")
+    assert stack.up().operations == []
+
+    # A rolling change over the 3 that remain: each restart's quorum check counts 3 voters (2 of them serving
+    # suffice), which 5 voters with 2 retired ones stopped would refuse.
+    leader = stack.leader()
+    writer = Writer(stack.connect_string(), "/it/after-shrink", session_timeout=15)
+    writer.start()
+    stack.settings["tick_time"] = 1800
+    started = time.monotonic()
+    mocks = stack.up()
+    NUMBERS["rolling_restart_after_shrink_seconds"] = round(time.monotonic() - started, 1)
+    writer.stop()
+    ACKED.extend(path for _, path in writer.acked)
+    assert "KazooState.LOST" not in writer.states, writer.states
+    assert all(stack.main_pid(name) != pids[name] for name in stack.servers)
+    assert "it was leader" in stack.step_output(f"zookeeper-restart-{leader}")
+    assert sorted((restart_window(stack, name), name) for name in stack.servers)[-1][1] == leader
+    gate = run_gate(stack, "zk-a")
+    assert gate.returncode == 0 and "3 of 3 members serving, 1 leader(s)" in gate.stdout, gate.stdout
+    assert_all_acked_present(stack)
+    assert stack.up().operations == []
+
+
+def test_a_dead_server_is_removed_and_replaced(stack: Stack) -> None:
+    """zk-b's machine dies (its server stopped, the machine cut off the network). It goes to `removed` and a
+    replacement with a new name and id joins on zk-c's retired machine (same address): the removal runs through a
+    serving server (the two that remain of 3 both serve) before the join, and nothing is run on the dead machine."""
+    dead = "zk-b"
+    dead_host = stack.host(dead)
+    dead_host.run(f"systemctl stop {SERVICE}")
+    dead_host.block()
+    try:
+        writer = Writer(stack.connect_string([n for n in stack.servers if n != dead]), "/it/replace",
+                        session_timeout=15)
+        writer.start()
+        stack.removed[dead] = stack.servers.pop(dead)
+        stack.servers["zk-i"] = stack.removed["zk-c"]  # the retired zk-c's machine, stopped and disabled
+        ssh.SESSIONS.clear()
+        started = time.monotonic()
+        mocks = stack.up()
+        NUMBERS["replace_dead_server_seconds"] = round(time.monotonic() - started, 1)
+        writer.stop()
+        ACKED.extend(path for _, path in writer.acked)
+        NUMBERS["replace_failed_writes"] = len(writer.failed)
+        assert "KazooState.LOST" not in writer.states, writer.states
+        assert dead_host.address not in ssh.SESSIONS  # nothing ran on the dead machine
+        ran = [name for operation, name in mocks.operations if operation != "delete"]
+        assert ran.index("zookeeper-remove-zk-b") < ran.index("zookeeper-join-zk-i")
+        # The earlier removals ran again (their inputs name the current servers): a server that is gone is done.
+        assert "zk-c (server.3) is not a member of the ensemble (already removed)" in \
+            stack.step_output("zookeeper-remove-zk-c")
+        wait_healthy(stack)
+        assert membership_lines(stack) == expected_lines(stack)
+        assert sorted(stack.modes().values()) == ["follower", "follower", "leader"]
+        assert_all_acked_present(stack)
+        assert stack.up().operations == []
+    finally:
+        dead_host.unblock()
+    # The dead machine is back: its server must not rejoin (README: stop and disable it).
+    dead_host.run(f"systemctl disable --now {SERVICE}")
+
+
 # Run on a host with the Debian package: lays out lib/ (zookeeper.jar and the jars its manifest lists) and conf/.
 _RELEASE_BUILDER = """
 import pathlib, shutil, tarfile, zipfile
@@ -514,10 +629,9 @@ def test_a_fresh_ensemble_from_a_release_tarball(stack: Stack, tmp_path: Path) -
     """Last: ZooKeeper wiped from every host; a new stack bootstraps 3 servers from a release tarball (uploaded,
     checksum-verified, unpacked to /opt/cookbook-zookeeper) instead of the package."""
     path, sha256 = release_tarball(stack.fleet, tmp_path)
-    for name in stack.servers:
-        stack.host(name).run(f"systemctl disable --now {SERVICE}; rm -rf /etc/cookbook-zookeeper "
-                             f"/var/lib/cookbook-zookeeper /etc/systemd/system/{SERVICE}.service; "
-                             "systemctl daemon-reload")
+    for test_host in stack.fleet:  # the servers' hosts and the removed servers' ones
+        test_host.run(f"systemctl disable --now {SERVICE}; rm -rf /etc/cookbook-zookeeper "
+                      f"/var/lib/cookbook-zookeeper /etc/systemd/system/{SERVICE}.service; systemctl daemon-reload")
     for host in ("k3", "k4", "k5"):  # no packaged ZooKeeper (nor its Java) left on the tarball's hosts
         stack.fleet[host].run("export DEBIAN_FRONTEND=noninteractive; for package in zookeeper libzookeeper-java; do "
                               "if dpkg -s $package >/dev/null 2>&1; then apt-get purge -y -qq $package >/dev/null; fi; "

@@ -17,7 +17,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +32,9 @@ from libcloud.test import MockHttp
 from pulumi.dynamic import Config, ConfigureRequest
 
 from components.cloud.api import md5_fingerprint
+from tests.harness import dynamic_emulator
+from tests.harness.dynamic_emulator import DynamicEmulator
+from tests.harness.executing import Change
 from tests.harness.recording import RecordingMocks
 from tools.offline import unwrap_secrets
 
@@ -57,8 +60,11 @@ def own(name: str) -> dict[str, Any]:
 
 
 class FakeCloudStack:
-    def __init__(self, latency: float = 0.0, start_polls: int | None = 0, api_key: str = API_KEY):
+    def __init__(self, latency: float = 0.0, start_polls: int | None = 0, api_key: str = API_KEY,
+                 boot: Callable[[str, str], str] | None = None):
         self.latency = latency
+        # boot(name, user data) -> address: a deployed VM really boots somewhere (an integration test's host)
+        self.boot = boot
         self.start_polls = start_polls  # listings a new VM stays Starting; None: it never runs
         self.api_key = api_key
         self.vms: dict[str, dict[str, Any]] = {}
@@ -176,6 +182,8 @@ class FakeCloudStack:
             "keypair": query["keypair"], "state": "Starting",
             "securitygroup": [{"name": group} for group in query.get("securitygroupnames", "").split(",") if group],
         })
+        if self.boot is not None:
+            vm["nic"][0]["ipaddress"] = self.boot(name, base64.b64decode(query.get("userdata", "")).decode())
         self.vms[vm["id"]] = vm
         if fixture is not None:  # the job fails: CloudStack leaves the VM in Error
             vm["state"] = "Error"
@@ -374,3 +382,32 @@ class DynamicProviderMocks(RecordingMocks):
     def _log(self, operation: str, name: str) -> None:
         with self._ops_lock:
             self.operations.append((operation, name))
+
+
+class ConfiguredDynamicEmulator(DynamicEmulator):
+    """tests/harness/dynamic_emulator.py's emulator, with each provider `configure`d from the stack's config
+    first, as the `pulumi-python` provider host does (the cloud providers read their credentials there)."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = Config({key if ":" in key else f"{PROJECT}:{key}": value for key, value in config.items()},
+                             PROJECT)
+
+    def _configured(self, inputs: dict[str, Any]) -> Any:
+        provider = dill.loads(base64.b64decode(inputs[dynamic_emulator.PROVIDER_KEY]))
+        provider.configure(ConfigureRequest(self.config))
+        return provider
+
+    def __call__(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        provider = self._configured(inputs)
+        created = provider.create(dynamic_emulator._check(typ, provider, {}, inputs))
+        return {**(created.outs or {}), dynamic_emulator.ID_KEY: created.id,
+                dynamic_emulator.PROVIDER_KEY: inputs[dynamic_emulator.PROVIDER_KEY]}
+
+    def plan(self, typ: str, old_inputs: dict[str, Any], old_outputs: dict[str, Any],
+             inputs: dict[str, Any]) -> Change:
+        provider = self._configured(inputs)
+        news = dynamic_emulator._check(typ, provider, old_inputs, inputs)
+        diff = provider.diff(str(old_outputs.get(dynamic_emulator.ID_KEY, "")), old_outputs, news)
+        if diff.changes is False or (diff.changes is None and old_inputs == inputs):
+            return "same"
+        return "replace" if diff.replaces else "update"

@@ -15,7 +15,7 @@ from components.stack import parse_stack_config
 from tests.harness.program import load_stack_config
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIARldgzXBSQOjNeWmwe4DjlDqQyj8dKGhbfHKX2bOwm+ operator@example.com"
-SECRETS = {"cloud_api_key": "k", "cloud_api_secret": "s"}
+SECRETS = {"cloud_api_key": "k", "cloud_api_secret": "s", "ssh_private_key": "x"}
 CLOUD: dict[str, Any] = {
     "endpoint": "https://cloud.example.com/client/api", "zone": "zone1", "image": "Flatcar stable",
     "size": "Medium", "os": "flatcar", "operator_cidr": "198.51.100.0/24", "ssh_public_key": PUBLIC_KEY,
@@ -34,7 +34,8 @@ def problems_of(raw: dict[str, Any], secret_keys: set[str] | None = None) -> lis
 
 
 def cloud(**overrides: Any) -> dict[str, Any]:
-    return {**SECRETS, "cloud": {**CLOUD, **overrides}}
+    """A cloud stack: etcd from release downloads (CoreOS has no package manager)."""
+    return {**SECRETS, "cloud": {**CLOUD, **overrides}, "etcd": {"install": "download"}}
 
 
 def test_a_valid_section_parses() -> None:
@@ -71,9 +72,21 @@ def test_the_shipped_stack_parses() -> None:
     (cloud(nodes=[]), "cloud.nodes: must be a non-empty list"),
     (cloud(nodes=[{"name": "etcd-1", "roles": ["db"]}]), "cloud.nodes[0].roles[0]: must be one of etcd, "
                                                           "control-plane, worker"),  # the node roles
+    (cloud(nodes=[{"name": "zk-1", "roles": ["zookeeper"]}]), "cloud.nodes[0].roles[0]: must be one of etcd, "
+                                                             "control-plane, worker, got 'zookeeper'"),
     (cloud(nodes=[{"name": "a"}, {"name": "a"}]), "cloud.nodes[1].name: duplicate node name 'a'"),
     (cloud(nodes=[{"name": f"e{i}", "roles": ["etcd"]} for i in range(4)]),
-     "cloud.nodes: 4 cloud nodes have role etcd (e0, e1, e2, e3); etcd needs an odd number between 1 and 7"),
+     "cloud.nodes: 4 nodes have role etcd; etcd needs an odd number between 1 and 7"),
+    ({**cloud(), "etcd": {}}, "etcd.install: cloud.os flatcar has no package manager (read-only /usr): install "
+                              "etcd from release tarballs"),
+    ({**cloud(os="fedora-coreos"), "prepare": {"time_servers": ["ntp.example.com"]}},
+     "prepare.time_servers: cloud.os fedora-coreos runs chronyd with the image's /etc/chrony.conf"),
+    ({**cloud(nodes=[{"name": "k8s-1", "roles": ["control-plane"]}]),
+      "nodes": [{"name": "e", "address": "192.0.2.1", "roles": ["etcd"]}]},
+     "cloud.nodes: etcd and Kubernetes run either on cloud nodes or on `nodes`, not on both: the security group "
+     "opens their ports between cloud nodes only; nodes e in `nodes` have role etcd or control-plane or worker"),
+    ({"cloud_api_key": "k", "cloud_api_secret": "s", "cloud": CLOUD, "etcd": {"install": "download"}},
+     "ssh_private_key: no SSH credentials"),  # cloud nodes are reached over SSH like any other
     ({**cloud(), "prepare": {"packages": ["jq"]}}, "prepare.packages: cloud.os is flatcar, which has no package "
                                                    "manager (read-only /usr)"),
     (cloud(zones="x"), "cloud.zones: unknown key (did you mean 'zone'?)"),
@@ -85,7 +98,7 @@ def test_bad_input_names_the_key(raw: dict[str, Any], expected: str) -> None:
 
 
 def test_plain_credentials_are_refused() -> None:
-    problems = problems_of(cloud(), secret_keys={"cloud_api_secret"})
+    problems = problems_of(cloud(), secret_keys={"cloud_api_secret", "ssh_private_key"})
     assert problems == ["cloud_api_key: must be stored as a secret: `pulumi config set --secret cloud_api_key "
                         "API_KEY` (plain values would be written to the stack file)"]
 
@@ -103,7 +116,21 @@ def test_a_cloud_node_may_not_share_a_name_with_an_ssh_node() -> None:
 
 def test_every_problem_at_once() -> None:
     problems = problems_of({"cloud": {**CLOUD, "driver": "nope", "operator_cidr": "x", "os": "x"}})
-    assert len(problems) == 5  # driver, cidr, os, and both credentials
+    assert len(problems) == 6, problems  # driver, cidr, os, both credentials, and no SSH key
+
+
+def test_a_removed_cloud_member_keeps_its_node_and_gets_its_address_from_its_vm() -> None:
+    nodes = [{"name": f"etcd-{i}", "roles": ["etcd"]} for i in (1, 2, 3, 4)]
+    config = parse({**cloud(nodes=nodes), "etcd": {"install": "download", "bootstrap": ["etcd-1", "etcd-2", "etcd-3"],
+                                                  "removed": ["etcd-2"]}})
+    assert config.etcd is not None
+    assert config.etcd.members == ("etcd-1", "etcd-3", "etcd-4") and config.etcd.removed == ("etcd-2",)
+    assert config.etcd.removed_unaddressed == ("etcd-2",) and dict(config.etcd.cluster.removed) == {}
+    gone = problems_of({**cloud(nodes=[n for n in nodes if n["name"] != "etcd-2"]),
+                        "etcd": {"install": "download", "bootstrap": ["etcd-1", "etcd-2", "etcd-3"],
+                                 "removed": ["etcd-2"]}})
+    assert any(p.startswith("etcd.removed[0]: 'etcd-2' is not in cloud.nodes: keep a removed member's node entry")
+               for p in gone), gone
 
 
 def test_supported_drivers_are_the_cloudstack_family() -> None:

@@ -3,6 +3,7 @@ for Debian and Ubuntu, and the same module/sysctl files the node layer's prepare
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -12,17 +13,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.cloud.providers import MAX_USER_DATA_BASE64
 from components.cloud.userdata import (
     COREOS,
+    HOST_KEY_FILE,
     MODULES_FILE,
     SYSCTL_FILE,
     FirstBoot,
+    HostKey,
     cloud_config,
     ignition_config,
     node_files,
     render_user_data,
 )
 from tests.harness.program import ROOT
+from tests.harness.recording import fake_ed25519
 
 GOLDEN = ROOT / "tests" / "data" / "cloudstack" / "golden"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIARldgzXBSQOjNeWmwe4DjlDqQyj8dKGhbfHKX2bOwm+ operator@example.com"
@@ -109,3 +114,34 @@ def test_each_family_refuses_the_other_format() -> None:
         ignition_config(FirstBoot("debian", "n", KEY))
     with pytest.raises(ValueError, match="cloud-init user data is for"):
         cloud_config(FirstBoot("flatcar", "n", KEY))
+
+
+def host_key(name: str = "n") -> HostKey:
+    keys = fake_ed25519(name)
+    return HostKey(keys["privateKeyOpenssh"], keys["publicKeyOpenssh"].strip())
+
+
+@pytest.mark.parametrize("os_name", COREOS)
+def test_ignition_writes_the_host_key_the_stack_pins_and_validates(os_name: str, tmp_path: Path) -> None:
+    key = host_key()
+    config = ignition_config(FirstBoot(os_name, "etcd-1", KEY, host_key=key))
+    files = {f["path"]: f for f in config["storage"]["files"]}
+    private, public = files[HOST_KEY_FILE], files[f"{HOST_KEY_FILE}.pub"]
+    assert private["mode"] == 0o600 and public["mode"] == 0o644  # sshd refuses a private key others can read
+    assert urllib.parse.unquote(private["contents"]["source"].removeprefix("data:,")) == key.private_openssh
+    assert urllib.parse.unquote(public["contents"]["source"].removeprefix("data:,")) == key.public + "\n"
+    done = ignition_validate(render_user_data(FirstBoot(os_name, "etcd-1", KEY, host_key=key)), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_cloud_init_writes_the_host_key_through_ssh_keys() -> None:
+    key = host_key()
+    config = yaml.safe_load(render_user_data(FirstBoot("debian", "k8s-3", KEY, host_key=key)))
+    assert config["ssh_keys"] == {"ed25519_private": key.private_openssh, "ed25519_public": key.public}
+
+
+@pytest.mark.parametrize("os_name", ["fedora-coreos", "flatcar", "debian", "ubuntu"])
+def test_user_data_with_a_host_key_fits_cloudstacks_limit(os_name: str) -> None:
+    """deployVirtualMachine takes at most 4096 bytes of base64 user data in a GET request."""
+    boot = FirstBoot(os_name, "a" * 63, KEY, host_key=host_key())
+    assert len(base64.b64encode(render_user_data(boot).encode())) <= MAX_USER_DATA_BASE64

@@ -87,7 +87,7 @@ def test_removed_members_do_not_count_and_must_stay_in_nodes() -> None:
     config = parse_stack_config(raw, {"ssh_private_key"})
     assert config.etcd is not None
     assert config.etcd.members == ("etcd-a", "etcd-b", "etcd-d")
-    assert dict(config.etcd.removed) == {"etcd-c": ADDRESSES["etcd-c"]}
+    assert dict(config.etcd.cluster.removed) == {"etcd-c": ADDRESSES["etcd-c"]} and config.etcd.removed == ("etcd-c",)
     raw["nodes"] = [node for node in raw["nodes"] if node["name"] != "etcd-c"]
     found = problems_of(raw)
     assert any(p.startswith("etcd.removed[0]: 'etcd-c' is not in nodes") for p in found), found
@@ -95,7 +95,7 @@ def test_removed_members_do_not_count_and_must_stay_in_nodes() -> None:
 
 
 @pytest.mark.parametrize(("settings", "expected"), [
-    ({"install": "docker"}, "etcd.install: must be one of package, tarball, preinstalled, got 'docker'"),
+    ({"install": "docker"}, "etcd.install: must be one of package, tarball, download, preinstalled, got 'docker'"),
     ({"install": "tarball"}, "etcd.tarballs: etcd.install is tarball"),
     ({"tarballs": {"arm64": {"path": "/nonexistent.tgz", "sha256": "x"}}}, "etcd.tarballs.arm64.path: no such file"),
     ({"tarballs": {"arm64": {"path": "/nonexistent.tgz", "sha256": "x"}}}, "etcd.tarballs.arm64.sha256: must be 64"),
@@ -458,6 +458,15 @@ SCRIPTS = {
     "remove": render.render_remove_script(ARGS, "c", "10.9.0.3", False),
     "health": render.render_health_script(ARGS, {"a": "10.9.0.1", "b": "10.9.0.2", "c": "10.9.0.3"}),
     "snapshot": render.render_snapshot_script(ARGS, "a"),
+    # A host with a read-only /usr (Fedora CoreOS, Flatcar): binaries in /opt/bin, scripts in /opt/lib.
+    "configure-tarball-read-only-usr": render.render_configure_script(TARBALL_ARGS, "d", "10.9.0.4", "amd64", "",
+                                                                      usr_read_only=True),
+    "configure-download-read-only-usr": render.render_configure_script(
+        etcd.EtcdClusterArgs(members=[], install="download"), "a", "10.9.0.1", "amd64", MEMBERSHIP,
+        usr_read_only=True, downloaded_sha256="1" * 64),
+    "join-read-only-usr": render.render_join_script(TARBALL_ARGS, "d", "10.9.0.4", ["10.9.0.1"], usr_read_only=True),
+    "health-read-only-usr": render.render_health_script(TARBALL_ARGS, {"a": "10.9.0.1"}, usr_read_only=True),
+    "download": render.render_download_script(etcd.EtcdClusterArgs(members=[], install="download"), "arm64"),
 }
 
 
@@ -478,6 +487,73 @@ def test_units_pass_systemd_analyze_verify(args: etcd.EtcdClusterArgs, tmp_path:
     files = {f"{render.SERVICE}.service": render.render_unit(args, "a"), f"{render.SNAPSHOT_UNIT}.service": service,
              f"{render.SNAPSHOT_UNIT}.timer": timer}
     assert systemd_verify(files, tmp_path) == ""
+
+
+def header_value(script: str, name: str) -> str:
+    """A parameter of a rendered script, as bash sees it (the header is only assignments; values may hold whole
+    scripts with their own `readonly` line: the script's own is the last one)."""
+    header = script.rsplit("\nreadonly ", 1)[0]
+    done = subprocess.run(["bash", "-c", f'{header}\nprintf %s "${{{name}}}"'], capture_output=True, text=True,
+                          check=True)
+    return done.stdout
+
+
+@pytest.mark.parametrize("install", ["tarball", "download"])
+def test_units_for_a_read_only_usr_pass_systemd_analyze_verify(install: str, tmp_path: Path) -> None:
+    """The units as the configure script installs them on a Fedora CoreOS or Flatcar host."""
+    script = SCRIPTS[f"configure-{install}-read-only-usr"]
+    files = {f"{render.SERVICE}.service": header_value(script, "UNIT_CONTENT"),
+             f"{render.SNAPSHOT_UNIT}.service": header_value(script, "SNAPSHOT_SERVICE_CONTENT"),
+             f"{render.SNAPSHOT_UNIT}.timer": header_value(script, "SNAPSHOT_TIMER_CONTENT")}
+    assert "ExecStart=/opt/bin/etcd\n" in files[f"{render.SERVICE}.service"]
+    assert "ExecStart=/bin/bash /opt/lib/cookbook-etcd/snapshot" in files[f"{render.SNAPSHOT_UNIT}.service"]
+    # The only complaint: the binary the step installs is not on this machine.
+    assert systemd_verify(files, tmp_path) == \
+        "cookbook-etcd.service: Command /opt/bin/etcd is not executable: No such file or directory"
+
+
+@pytest.mark.parametrize("name", [name for name in SCRIPTS if name.endswith("-read-only-usr")])
+def test_nothing_is_written_under_usr_on_a_read_only_usr(name: str) -> None:
+    """Fedora CoreOS and Flatcar mount /usr read-only: every path the recipe writes or runs from is under /opt
+    (the package's /usr/bin is never used there: the package mode is refused)."""
+    script = SCRIPTS[name]
+    assert "/usr/local" not in script, name
+    assert "ETCDCTL_BIN=/opt/bin/etcdctl" in script
+    if name.startswith("configure-"):
+        assert "ETCD_BIN=/opt/bin/etcd\n" in script and "ExecStart=/opt/bin/etcd\n" in script
+        assert "ExecStartPre=/bin/bash /opt/lib/cookbook-etcd/config-hash" in script
+        assert "ExecStart=/bin/bash /opt/lib/cookbook-etcd/snapshot" in script
+
+
+def test_other_hosts_get_the_scripts_they_always_got() -> None:
+    """The read-only layout is opt-in per host: a host whose /usr is writable gets byte for byte the script it got
+    before (its step does not run again)."""
+    assert render.render_configure_script(TARBALL_ARGS, "d", "10.9.0.4", "arm64", "", usr_read_only=False) == \
+        SCRIPTS["configure-tarball-joiner"]
+    assert "/usr/local/lib/cookbook-etcd/snapshot" in SCRIPTS["configure-tarball-joiner"]
+
+
+def test_the_download_mode_installs_the_downloaded_tarball_as_the_tarball_mode_does() -> None:
+    args = etcd.EtcdClusterArgs(members=[], install="download", version="3.5.21")
+    script = render.render_configure_script(args, "a", "10.9.0.1", "arm64", MEMBERSHIP, downloaded_sha256="ab" * 32)
+    for line in ("INSTALL_MODE=tarball", "ETCD_VERSION=3.5.21", "ETCD_BIN=/usr/local/bin/etcd",
+                 "TARBALL_PATH=/var/tmp/cookbook-etcd-v3.5.21-linux-arm64.tar.gz", "TARBALL_SHA256=" + "ab" * 32):
+        assert f"\n{line}\n" in script, line
+    download = render.render_download_script(args, "armhf")
+    assert ("TARBALL_URL=https://github.com/etcd-io/etcd/releases/download/v3.5.21/etcd-v3.5.21-linux-arm.tar.gz"
+            in download)  # etcd names its tarballs after Go's architecture
+    assert "SUMS_URL=https://github.com/etcd-io/etcd/releases/download/v3.5.21/SHA256SUMS" in download
+    assert render.downloaded_sha256("x\nCOOKBOOK_ETCD_TARBALL_SHA256=" + "cd" * 32 + "\n") == "cd" * 32
+
+
+def test_package_mode_is_refused_on_a_host_without_apt() -> None:
+    coreos = {"usr_read_only": True, "os_id": "flatcar", "os_pretty_name": "Flatcar Container Linux 4152.2.3"}
+    with pytest.raises(ValueError) as refused:
+        render.check_host(ARGS, "a", coreos)
+    assert str(refused.value).startswith("etcd: a runs Flatcar Container Linux 4152.2.3 with a read-only /usr and no "
+                                         "apt: etcd.install package cannot work there; use etcd.install download")
+    render.check_host(TARBALL_ARGS, "a", coreos)
+    render.check_host(ARGS, "a", {"usr_read_only": False, "os_id": "debian"})
 
 
 def test_tarball_unit_runs_the_uploaded_binary() -> None:
@@ -609,3 +685,70 @@ def test_outputs_are_secret_where_needed_and_wait_for_the_health_gate() -> None:
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def readme_etcd_config_keys() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## etcd cluster"):]
+    table = section[section.index("### Config keys (`cluster-cookbook:etcd`)"):]
+    table = table[:table.index("\n### ", 3)]
+    return set(re.findall(r"^\| `(etcd\.[a-z0-9_.<>]+)` \|", table, re.M))
+
+
+def parser_etcd_config_keys() -> set[str]:
+    """Every key the etcd section's parser reads, from its own "unknown key; valid keys: ..." answers."""
+    keys: set[str] = set()
+    nested = {"snapshot": {}, "auto_compaction": {}, "certificates": {}, "ca": {},
+              "tarballs": {"arm64": {"path": "/x", "sha256": "0" * 64, "zzz": 1}}}
+    raw = stack_config(["etcd-a", "etcd-b", "etcd-c"])
+    raw["etcd"].update({"zzz": 1, **{name: {**value, "zzz": 1} if name != "tarballs" else value
+                                     for name, value in nested.items()}})
+    for problem in problems_of(raw):
+        path, _, message = problem.partition(": ")
+        if path.endswith(".zzz") and "valid keys: " in message:
+            prefix = path.removesuffix(".zzz").replace(".arm64", ".<arch>")
+            keys |= {f"{prefix}.{key}" for key in message.split("valid keys: ")[1].split(", ")}
+    return {key for key in keys if key.removeprefix("etcd.") not in nested}
+
+
+def test_the_readme_documents_exactly_the_etcd_config_keys() -> None:
+    assert readme_etcd_config_keys() == parser_etcd_config_keys()
+
+
+# --- ordering against the node layer's reboots ----------------------------------------------------------
+def waits_for(mocks: RecordingMocks) -> dict[str, set[str]]:
+    """Per resource name: every resource it waits for, directly or through others (a component in
+    `depends_on` stands for everything under it, as the SDK expands it)."""
+    by_urn = {r.urn: r for r in mocks.resources}
+    children: dict[str, list[str]] = {}
+    for resource in mocks.resources:
+        children.setdefault(resource.parent or "", []).append(resource.urn)
+    found: dict[str, set[str]] = {}
+
+    def under(urn: str) -> set[str]:
+        return {urn}.union(*(under(child) for child in children.get(urn, [])))
+
+    def reach(urn: str) -> set[str]:
+        if urn not in found:
+            found[urn] = set()
+            waited = {w for d in by_urn[urn].registration.dependencies if d in by_urn for w in under(d)}
+            found[urn] = waited.union(*(reach(w) for w in waited))
+        return found[urn]
+
+    return {by_urn[urn].name: {by_urn[w].name for w in reach(urn)} for urn in by_urn}
+
+
+def test_no_member_step_runs_while_another_members_pi_reboots() -> None:
+    """Audit: an `up` that adds a kernel flag and changes an etcd setting reboots the Pis one at a time (the
+    node layer's chain), and must not restart any member before every member's Pi is back (up to its
+    await-boot): member a restarting while Pi b reboots would leave one of three members up."""
+    raw = stack_config(["etcd-a", "etcd-b", "etcd-c"], heartbeat_interval=150, election_timeout=1500)
+    for node in raw["nodes"]:
+        node["kind"] = "pi"
+    mocks = evaluate(raw)
+    closure = waits_for(mocks)
+    members = [r.name for r in mocks.of_type("command:remote:Command") if r.name.startswith("etcd-member-")]
+    assert len(members) == 3
+    overlapping = sorted((step, host) for step in members for host in ("etcd-a", "etcd-b", "etcd-c")
+                         if not {f"{host}-prepare", f"{host}-reboot", f"{host}-await-boot"} <= closure[step])
+    assert overlapping == []

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -731,3 +732,79 @@ def test_certificates_switch_in_one_rename_and_a_rerun_changes_nothing(fakes: Fa
     assert sorted(p.name for p in pki.parent.iterdir()) == ["pki", os.readlink(pki)]
     refused = receive("", stdin=pem("EC PRIVATE KEY", "k") + pem("CERTIFICATE", "c") + pem("CERTIFICATE", "ca"))
     assert refused.returncode == 1 and "expected on stdin a certificate, its key" in refused.stderr
+
+
+# --- download mode ----------------------------------------------------------------------------------------
+@pytest.fixture
+def release_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server over a directory laid out like etcd's release downloads (v<version>/...)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "releases"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def publish(root: Path, version: str, content: bytes, sums: str | None = None) -> str:
+    """A release directory with an amd64 tarball and its SHA256SUMS; returns the tarball's sha256."""
+    directory = root / f"v{version}"
+    directory.mkdir(exist_ok=True)
+    name = f"etcd-v{version}-linux-amd64.tar.gz"
+    (directory / name).write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    (directory / "SHA256SUMS").write_text(sums if sums is not None else
+                                         f"{'0' * 64}  etcd-v{version}-linux-arm64.tar.gz\n{digest}  {name}\n")
+    return digest
+
+
+def download_script(fakes: Fakes, url: str, version: str = "3.5.17") -> str:
+    args = etcd.EtcdClusterArgs(members=[], install="download", version=version, download_url=url)
+    script = render.render_download_script(args, "amd64")
+    remote = render.tarball_remote_path(args, "amd64")
+    return script.replace(f"TARBALL_PATH={remote}", f"TARBALL_PATH={fakes.root / 'var/tmp' / remote.split('/')[-1]}")
+
+
+def test_a_download_is_checked_against_the_release_sums_and_done_once(fakes: Fakes,
+                                                                      release_server: tuple[str, Path]) -> None:
+    url, root = release_server
+    digest = publish(root, "3.5.17", b"the release tarball")
+    first = fakes.run(download_script(fakes, url))
+    assert first.returncode == 0, first.stderr
+    assert "changed: downloaded etcd-v3.5.17-linux-amd64.tar.gz" in first.stdout
+    assert render.downloaded_sha256(first.stdout) == digest
+    saved = fakes.root / "var/tmp/cookbook-etcd-v3.5.17-linux-amd64.tar.gz"
+    assert saved.read_bytes() == b"the release tarball"
+    (root / "v3.5.17" / "etcd-v3.5.17-linux-amd64.tar.gz").unlink()  # a re-run needs only the sums
+    again = fakes.run(download_script(fakes, url))
+    assert again.returncode == 0, again.stderr
+    assert "changed:" not in again.stdout and render.downloaded_sha256(again.stdout) == digest
+
+
+def test_a_tarball_that_does_not_match_the_sums_is_refused_and_not_kept(fakes: Fakes,
+                                                                        release_server: tuple[str, Path]) -> None:
+    url, root = release_server
+    publish(root, "3.5.17", b"the release tarball", sums=f"{'1' * 64}  etcd-v3.5.17-linux-amd64.tar.gz\n")
+    done = fakes.run(download_script(fakes, url))
+    assert done.returncode == 1
+    assert "does not match its sha256" in done.stderr and render.DOWNLOADED_MARKER not in done.stdout
+    assert not list((fakes.root / "var/tmp").iterdir())  # no tarball, no staging file
+
+
+def test_a_release_without_this_architecture_names_it(fakes: Fakes, release_server: tuple[str, Path]) -> None:
+    url, root = release_server
+    publish(root, "3.5.17", b"x", sums=f"{'0' * 64}  etcd-v3.5.17-linux-arm64.tar.gz\n")
+    done = fakes.run(download_script(fakes, url))
+    assert done.returncode == 1 and "lists no etcd-v3.5.17-linux-amd64.tar.gz" in done.stderr
+    missing = fakes.run(download_script(fakes, url, version="3.5.99"))
+    assert missing.returncode == 1 and f"cannot fetch {url}/v3.5.99/SHA256SUMS" in missing.stderr

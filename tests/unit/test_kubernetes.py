@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shlex
 import subprocess
@@ -12,11 +13,14 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from components.kubernetes import cluster as k8s
 from components.kubernetes import render
-from components.kubernetes.gate import GATE_FUNCTION, control_plane_gate
+from components.kubernetes.gate import GATE_FUNCTION, WORKER_GATE_FUNCTION, control_plane_gate, worker_gate
 from components.nodes.gates import gate_params
+from components.shared import pki
 from tests.harness.fixtures import FAKE_PRIVATE_KEY, evaluate_stack
 from tests.harness.program import ROOT, run_program
 from tests.harness.recording import FAKE_FACTS, FAKE_K3S_KUBECONFIG, RecordingMocks, plain_strings, unwrap_secrets
@@ -55,10 +59,10 @@ class FactsMocks(RecordingMocks):
         return resource_id, outputs
 
 
-def stack_config(roles: dict[str, list[str]] | None = None, **kubernetes: Any) -> dict[str, Any]:
+def stack_config(roles: dict[str, list[str]] | None = None, kind: str = "linux", **kubernetes: Any) -> dict[str, Any]:
     roles = roles or {**{n: ["etcd", "control-plane"] for n in SERVERS}, **{n: ["worker"] for n in AGENTS}}
     return {
-        "nodes": [{"name": name, "address": ADDRESSES[name], "roles": node_roles, "kind": "linux"}
+        "nodes": [{"name": name, "address": ADDRESSES[name], "roles": node_roles, "kind": kind}
                   for name, node_roles in roles.items()],
         "ssh_private_key": FAKE_PRIVATE_KEY,
         "etcd": {"bootstrap": [name for name, node_roles in roles.items() if "etcd" in node_roles]},
@@ -77,6 +81,32 @@ def dependencies(mocks: RecordingMocks) -> dict[str, set[str | None]]:
     return {r.name: {by_urn.get(d) for d in r.registration.dependencies} for r in mocks.resources}
 
 
+def closure(mocks: RecordingMocks) -> dict[str, set[str]]:
+    """Per resource name: every resource it waits for, directly or through others. Waiting for a component
+    means waiting for everything under it (the SDK expands a component in `depends_on` to its children)."""
+    by_urn = {r.urn: r for r in mocks.resources}
+    children: dict[str, list[str]] = {}
+    for r in mocks.resources:
+        if r.parent in by_urn:
+            children.setdefault(r.parent, []).append(r.urn)
+    done: dict[str, set[str]] = {}
+
+    def under(urn: str) -> set[str]:
+        return {urn}.union(*(under(child) for child in children.get(urn, [])))
+
+    def reach(urn: str) -> set[str]:
+        if urn not in done:
+            done[urn] = set()  # a cycle would show up as a missing dependency, never as a hang
+            found: set[str] = set()
+            for dependency in by_urn[urn].registration.dependencies:
+                for waited in under(dependency) if dependency in by_urn else ():
+                    found |= {waited} | reach(waited)
+            done[urn] = found
+        return done[urn]
+
+    return {by_urn[urn].name: {by_urn[d].name for d in reach(urn)} for urn in by_urn}
+
+
 def script_of(resource_inputs: dict[str, Any]) -> str:
     """The bash script a remote command runs (`[sudo -n] bash -c SCRIPT`)."""
     words = shlex.split(resource_inputs["create"])
@@ -86,8 +116,8 @@ def script_of(resource_inputs: dict[str, Any]) -> str:
 def header_value(script: str, name: str) -> str:
     """A parameter of a rendered script, as bash sees it (the header is only assignments)."""
     header = script.split("\nreadonly ", 1)[0]
-    done = subprocess.run(["bash", "-c", f'{header}\nprintf %s "${name}"'], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(["bash", "-c", f'{header}\nprintf %s "${{{name}[*]}}"'], capture_output=True,
+                          text=True, check=True)
     return done.stdout
 
 
@@ -97,7 +127,7 @@ def test_graph_servers_after_the_etcd_gate_agents_after_the_servers_gate_last() 
     cluster = mocks.named("kubernetes")
     assert cluster.type == "cookbook:kubernetes:Cluster"
     commands = sorted(r.name for r in mocks.of_type("command:remote:Command") if r.name.startswith("kubernetes-"))
-    assert commands == ["kubernetes-admin", "kubernetes-agent-w-a", "kubernetes-agent-w-b", "kubernetes-ready",
+    assert commands == ["kubernetes-agent-w-a", "kubernetes-agent-w-b", "kubernetes-ready",
                         "kubernetes-server-cp-a", "kubernetes-server-cp-b", "kubernetes-server-cp-c"]
     for resource in mocks.resources:
         if resource.name.startswith("kubernetes-"):
@@ -107,14 +137,28 @@ def test_graph_servers_after_the_etcd_gate_agents_after_the_servers_gate_last() 
         assert {"etcd-health", f"{name}-prepare", "kubernetes-token"} <= deps[f"kubernetes-server-{name}"], name
     assert "kubernetes-server-cp-a" in deps["kubernetes-server-cp-b"]  # one node at a time
     assert "kubernetes-server-cp-b" in deps["kubernetes-server-cp-c"]
-    assert {"kubernetes-server-cp-c", "kubernetes-admin"} <= deps["kubernetes-agent-w-a"]  # after every server
+    assert "kubernetes-server-cp-c" in deps["kubernetes-agent-w-a"]  # after every server
     assert "kubernetes-agent-w-a" in deps["kubernetes-agent-w-b"]
     # The gate comes after the last node step, which comes after all the others.
     assert "kubernetes-agent-w-b" in deps["kubernetes-ready"]
-    assert "kubernetes-server-cp-a" in deps["kubernetes-admin"]
     for name in SERVERS:
         assert mocks.named(f"kubernetes-server-{name}").inputs["connection"]["host"] == ADDRESSES[name]
     assert mocks.named("kubernetes-ready").inputs["connection"]["host"] == ADDRESSES["cp-a"]
+
+
+def test_no_k3s_step_runs_while_another_kubernetes_host_reboots() -> None:
+    """Issue 8 audit, item 1: one `up` that adds a kernel flag and changes a k3s setting must finish every
+    Kubernetes Pi's reboot (up to its await-boot) before any k3s node step runs on any node."""
+    roles = {"cp-a": ["etcd", "control-plane"], "cp-b": ["control-plane"], "cp-c": ["etcd", "control-plane"],
+             "w-a": ["etcd", "worker"], "w-b": ["worker"]}
+    mocks = evaluate(stack_config(roles, kind="pi"))
+    waits_for = closure(mocks)
+    steps = [r.name for r in mocks.of_type("command:remote:Command")
+             if r.name.startswith(("kubernetes-server-", "kubernetes-agent-"))]
+    assert len(steps) == 5
+    concurrent = sorted((step, host) for step in steps for host in roles
+                        if not {f"{host}-reboot", f"{host}-await-boot"} <= waits_for[step])
+    assert concurrent == []
 
 
 def test_pi_home_puts_the_store_on_its_own_cluster_after_the_readiness_gate() -> None:
@@ -173,7 +217,13 @@ def test_token_etcd_client_key_and_kubeconfig_never_appear_in_plain_inputs() -> 
     assert "==> datastore-client.key <==\n-----BEGIN EC PRIVATE KEY-----" in stdin
     agent = mocks.named("kubernetes-agent-w-a")
     assert "==> admin.kubeconfig <==" in agent.inputs["stdin"] and "datastore" not in agent.inputs["stdin"]
-    for name in ("kubernetes-server-cp-a", "kubernetes-agent-w-a", "kubernetes-admin"):
+    # The cluster CAs' keys reach the servers on stdin only, never an agent.
+    for ca in ("kubernetes-server-ca", "kubernetes-client-ca"):
+        ca_key = mocks.named(f"{ca}-key").registration
+        assert ca_key.protect and mocks.named(ca).registration.protect, ca
+    assert "==> client-ca.key <==\n-----BEGIN EC PRIVATE KEY-----" in stdin
+    assert "client-ca" not in agent.inputs["stdin"] and "server-ca" not in agent.inputs["stdin"]
+    for name in ("kubernetes-server-cp-a", "kubernetes-agent-w-a"):
         resource = mocks.named(name)
         assert resource.inputs["logging"] == "none", name
         assert set(resource.registration.additional_secret_outputs) >= {"stdout", "stderr"}, name
@@ -201,7 +251,8 @@ def test_outputs_are_secret_where_they_carry_credentials() -> None:
     outputs = run_program(FactsMocks(), stack_config(), secret_keys=["ssh_private_key"], program=program)
     assert outputs["checked"] is True
     assert seen == {"kubeconfig": True, "api_endpoint": False, "nodes": False}
-    assert SECRET_MARKER in outputs["kubernetes"]["kubeconfig"]  # the credentials are in it (as a secret)
+    user = yaml.safe_load(outputs["kubernetes"]["kubeconfig"])["users"][0]["user"]
+    assert base64.b64decode(user["client-key-data"]).startswith(b"-----BEGIN EC PRIVATE KEY")  # (as a secret)
 
 
 # --- facts checks at the node's step ------------------------------------------------------------------------
@@ -234,10 +285,18 @@ def test_architectures_pick_their_airgap_assets(tmp_path: Path) -> None:
     evaluate(stack_config(install="airgap", airgap=assets), mocks)
     uploads = {r.name: r.inputs for r in mocks.of_type("command:remote:CopyToRemote")}
     assert uploads["kubernetes-binary-w-b"]["source"].path == str(tmp_path / "binary-armhf")
-    assert uploads["kubernetes-binary-w-b"]["remotePath"].endswith("-armhf")
     assert uploads["kubernetes-images-w-a"]["source"].path == str(tmp_path / "images-arm64")
+    # Into the recipe's own upload directory (not /var/tmp, which systemd-tmpfiles cleans), named by sha256.
+    assert uploads["kubernetes-binary-w-b"]["remotePath"] == f"/var/lib/cookbook-k3s-airgap/{'a' * 64}-k3s"
+    assert uploads["kubernetes-images-w-b"]["remotePath"] == \
+        f"/var/lib/cookbook-k3s-airgap/{'b' * 64}-k3s-airgap-images-armhf.tar.zst"
     deps = dependencies(mocks)
     assert {"kubernetes-binary-w-b", "kubernetes-images-w-b"} <= deps["kubernetes-agent-w-b"]
+    for kind in ("binary", "images"):
+        assert "kubernetes-upload-dir-w-b" in deps[f"kubernetes-{kind}-w-b"]
+    upload_dir = script_of(mocks.named("kubernetes-upload-dir-w-b").inputs)
+    assert header_value(upload_dir, "UPLOAD_DIR") == "/var/lib/cookbook-k3s-airgap"
+    assert header_value(upload_dir, "UPLOAD_OWNER") == "root"  # the login user CopyToRemote connects as
     script = script_of(mocks.named("kubernetes-agent-w-b").inputs)
     assert header_value(script, "BINARY_SHA256") == "a" * 64 and header_value(script, "ARCH") == "armhf"
     # /usr read-only (Fedora CoreOS, Flatcar): the binary and the unit use /opt/bin.
@@ -343,6 +402,16 @@ SCRIPTS = {
     "ready": render.render_ready_script("/usr/local/bin", ["cp-a", "w-a"], 300),
     "gate": "#!/usr/bin/env bash\nset -euo pipefail\n" + render.render_control_plane_gate("cp-a")
             + "kubernetes_control_plane_gate\n",
+    "gate-with-other-servers": "#!/usr/bin/env bash\nset -euo pipefail\n"
+            + render.render_control_plane_gate("cp-a", {"cp-b": "10.9.0.2", "cp-c": "fd00::3"})
+            + "kubernetes_control_plane_gate\n",
+    "worker-gate": "#!/usr/bin/env bash\nset -euo pipefail\n" + render.render_worker_gate("w-a")
+                   + "kubernetes_worker_gate\n",
+    "server-delete": render.render_delete_script(SERVER),
+    "agent-delete": render.render_delete_script(AGENT),
+    "upload-dir": render.render_upload_dir_script("pi"),
+    "server-k3s-ca": render.render_node_script(SERVER, render.InstallPlan(), SERVER_CONFIG, ca="k3s",
+                                               print_kubeconfig_digest=True),
 }
 
 
@@ -396,11 +465,140 @@ def test_the_control_plane_gate_is_a_node_health_gate() -> None:
     assert f"{GATE_FUNCTION}()" in text and "KUBERNETES_GATE_NODE=cp-a" in text
 
 
+def test_the_worker_gate_is_a_node_health_gate() -> None:
+    gate = worker_gate("w-a", timeout=90)
+    assert (gate.name, gate.function, gate.timeout) == ("kubernetes-worker", WORKER_GATE_FUNCTION, 90)
+    params = gate_params([gate], {"NODE_HOSTNAME": "w-a"})
+    # The node's own kubelet credentials (k3s's agent kubeconfig), never the admin's.
+    assert params["KUBERNETES_WORKER_GATE_KUBECONFIG"] == "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+    assert f"{WORKER_GATE_FUNCTION}()" in render.render_worker_gate("w-a")
+
+
+def test_a_control_plane_pis_gate_asks_every_other_server() -> None:
+    """Issue 8 audit, item 2: the control-plane gate of a Pi knows the other servers (their names and APIs),
+    so it can require the API through another server and every other server Ready."""
+    roles = {"cp-a": ["etcd", "control-plane"], "cp-b": ["etcd", "control-plane"], "cp-c": ["etcd", "control-plane"],
+             "w-a": ["worker"]}
+    mocks = evaluate(stack_config(roles, kind="pi", api={"port": 6444}))
+    reboot = script_of(mocks.named("cp-b-reboot").inputs)
+    assert header_value(reboot, "KUBERNETES_GATE_NODE") == "cp-b"
+    assert header_value(reboot, "KUBERNETES_GATE_SERVERS") == "cp-a cp-c"
+    assert header_value(reboot, "KUBERNETES_GATE_APIS") == "https://10.9.0.1:6444 https://10.9.0.3:6444"
+    worker = script_of(mocks.named("w-a-reboot").inputs)
+    assert header_value(worker, "GATE_FUNCTIONS") == WORKER_GATE_FUNCTION
+    assert header_value(worker, "KUBERNETES_WORKER_GATE_NODE") == "w-a"
+
+
+def test_every_node_step_can_take_its_node_out_of_the_cluster() -> None:
+    """Issue 8 audit, item 4: each node step has a `delete` (run with its last inputs, stdin included) that
+    drains the node, stops k3s, deletes the Node object and removes what the step wrote. It needs no facts,
+    so a change of facts never makes the step run again for its sake."""
+    mocks = evaluate(stack_config())
+    other = evaluate(stack_config(), FactsMocks({ADDRESSES["w-a"]: {"usr_read_only": True, "architecture": "armhf"},
+                                                 ADDRESSES["cp-a"]: {"usr_read_only": True}}))
+    for node, role in (("cp-a", "server"), ("w-a", "agent")):
+        step = mocks.named(f"kubernetes-{role}-{node}")
+        delete = script_of({"create": step.inputs["delete"]})
+        assert delete == render.render_delete_script(render.NodePlan(node, ADDRESSES[node], (
+            ("etcd", "control-plane") if role == "server" else ("worker",))))
+        assert header_value(delete, "NODE_NAME") == node and header_value(delete, "ROLE") == role
+        assert header_value(delete, "SERVICE") == render.SERVICES[role]
+        assert other.named(f"kubernetes-{role}-{node}").inputs["delete"] == step.inputs["delete"]
+        for part in ("drain \"its removal from the cluster\"", "delete_node_object", "stop_service", "remove_files"):
+            assert part in delete, (node, part)
+    # An agent reaches the API with the admin kubeconfig it receives on stdin (also at delete time).
+    assert header_value(script_of({"create": mocks.named("kubernetes-agent-w-a").inputs["delete"]}),
+                        "TRANSIENT_FILES") == "admin.kubeconfig"
+
+
+def test_role_labels_and_the_control_plane_taint_are_reconciled_from_roles() -> None:
+    """Issue 8 audit, item 6: the step knows which role labels the node must carry, which it must not, and
+    whether it carries the control-plane taint (k3s applies node-taint only at registration)."""
+    roles = {"cp-a": ["etcd", "control-plane", "worker"], "cp-b": ["etcd", "control-plane"],
+             "cp-c": ["etcd", "control-plane"], "w-a": ["worker"]}
+    mocks = evaluate(stack_config(roles))
+    expected = {"cp-a": ("cookbook.dev/control-plane cookbook.dev/worker", "", "0"),
+                "cp-b": ("cookbook.dev/control-plane", "cookbook.dev/worker", "1"),
+                "w-a": ("cookbook.dev/worker", "cookbook.dev/control-plane", "0")}
+    for node, (wanted, unwanted, tainted) in expected.items():
+        step = next(r for r in mocks.of_type("command:remote:Command") if r.name.endswith(f"-{node}")
+                    and r.name.startswith(("kubernetes-server-", "kubernetes-agent-")))
+        script = script_of(step.inputs)
+        assert (header_value(script, "LABELS_WANTED"), header_value(script, "LABELS_UNWANTED"),
+                header_value(script, "TAINTED")) == (wanted, unwanted, tainted), node
+        assert header_value(script, "CONTROL_PLANE_TAINT") == render.CONTROL_PLANE_TAINT
+
+
+def test_servers_carry_the_settings_k3s_cannot_change() -> None:
+    """Issue 8 audit, item 7: each server step carries the immutable settings (config key, stack key, value)
+    its host records at k3s's first start and compares before anything changes; agents carry none."""
+    mocks = evaluate(stack_config(cluster_cidr="10.52.0.0/16", cluster_domain="home.cluster"))
+    server = script_of(mocks.named("kubernetes-server-cp-b").inputs)
+    assert header_value(server, "IMMUTABLE_NAMES") == "cluster-cidr service-cidr cluster-dns cluster-domain"
+    assert header_value(server, "IMMUTABLE_KEYS") == ("kubernetes.cluster_cidr kubernetes.service_cidr "
+                                                      "kubernetes.cluster_dns kubernetes.cluster_domain")
+    assert header_value(server, "IMMUTABLE_VALUES") == "10.52.0.0/16 10.43.0.0/16 10.43.0.10 home.cluster"
+    agent = script_of(mocks.named("kubernetes-agent-w-a").inputs)
+    assert header_value(agent, "IMMUTABLE_NAMES") == ""
+
+
+def _certificate(pem_base64: str) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(base64.b64decode(pem_base64))
+
+
+def test_the_kubeconfig_is_the_stacks_admin_certificate_renewed_early() -> None:
+    """Issue 8 audit, item 5: the admin credential is minted in Pulumi (client CA -> O=system:masters), the
+    kubeconfig trusts the server CA the servers get before k3s's first start, and the certificate is re-issued
+    by an `up` in its last 90 days; nothing is read back from a host."""
+    mocks = FactsMocks()
+    outputs = run_program(mocks, stack_config(), secret_keys=["ssh_private_key"])
+    kubeconfig = yaml.safe_load(outputs["kubernetes"]["kubeconfig"])
+    user = kubeconfig["users"][0]["user"]
+    cert = _certificate(user["client-certificate-data"])
+    subject = {attribute.oid: attribute.value for attribute in cert.subject}
+    assert subject == {NameOID.ORGANIZATION_NAME: "system:masters", NameOID.COMMON_NAME: "cookbook-admin"}
+    assert base64.b64decode(user["client-key-data"]).startswith(b"-----BEGIN EC PRIVATE KEY-----")
+    client_ca = mocks.named("kubernetes-client-ca").inputs
+    assert cert.issuer.rfc4514_string() == f"O={client_ca['subject']['organization']},CN=kubernetes k3s client CA"
+    server = mocks.named("kubernetes-server-cp-b")
+    stdin = server.inputs["stdin"]
+    server_ca_pem = stdin.split("==> server-ca.crt <==\n", 1)[1].split("==> ", 1)[0]
+    assert base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]).decode().strip() \
+        == server_ca_pem.strip()
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://10.9.0.1:6443"
+    admin = mocks.named("kubernetes-admin-cert").inputs
+    assert (admin["validityPeriodHours"], admin["earlyRenewalHours"]) == (365 * 24, 90 * 24)
+    # `expires` says when (users alert on it); the next `up` after it is less than 90 days away re-issues it.
+    assert pki.parse_time(outputs["kubernetes"]["expires"]).replace(microsecond=0) == cert.not_valid_after_utc
+    assert set(admin["allowedUses"]) == {"digital_signature", "key_encipherment", "client_auth"}
+    assert not [r.name for r in mocks.resources if r.name == "kubernetes-admin"]  # nothing read back
+    for name in SERVERS:
+        assert header_value(script_of(mocks.named(f"kubernetes-server-{name}").inputs), "CA_FILES") == \
+            "server-ca.crt server-ca.key client-ca.crt client-ca.key"
+    assert header_value(script_of(mocks.named("kubernetes-agent-w-a").inputs), "CA_FILES") == ""
+
+
+def test_a_cluster_with_k3s_own_ca_keeps_reading_k3s_admin_kubeconfig() -> None:
+    """kubernetes.ca: k3s (clusters created before the stack made its own CAs): no CAs are placed, and the
+    kubeconfig output is k3s's admin kubeconfig as before, read back from the first server."""
+    mocks = FactsMocks()
+    outputs = run_program(mocks, stack_config(ca="k3s"), secret_keys=["ssh_private_key"])
+    names = {r.name for r in mocks.resources}
+    assert "kubernetes-admin" in names and not {"kubernetes-server-ca", "kubernetes-client-ca"} & names
+    assert "kubernetes-admin" in dependencies(mocks)["kubernetes-agent-w-a"]
+    first = script_of(mocks.named("kubernetes-server-cp-a").inputs)
+    assert header_value(first, "CA_FILES") == "" and header_value(first, "PRINT_KUBECONFIG_DIGEST") == "1"
+    assert header_value(script_of(mocks.named("kubernetes-server-cp-b").inputs), "PRINT_KUBECONFIG_DIGEST") == "0"
+    kubeconfig = yaml.safe_load(outputs["kubernetes"]["kubeconfig"])
+    assert kubeconfig["users"][0]["user"]["client-key-data"] == SECRET_MARKER
+
+
 def test_component_arguments_are_validated() -> None:
     problems = k8s.validate(k8s.KubernetesClusterArgs(install="airgap"))
     assert "nodes: no node has role control-plane; k3s needs at least one server" in problems
     assert "datastore: k3s servers need the etcd datastore" in problems
     assert any(p.startswith("airgap: the airgap install mode needs") for p in problems)
+    assert "ca: must be one of cookbook, k3s, got 'mine'" in k8s.validate(k8s.KubernetesClusterArgs(ca="mine"))
 
 
 def test_the_flag_extractor_reads_urfave_cli_flag_lists() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import subprocess
 from typing import Any
 
 import grpc
@@ -27,6 +28,7 @@ from policy import rules
 from tests.harness.fixtures import FAKE_SECRETS, evaluate_stack
 from tests.harness.program import ROOT, SECRET_SIG, Registration, load_stack_config, run_program
 from tests.harness.recording import Recorded, RecordingMocks, plain_strings
+from tests.harness.validators import shellcheck_findings
 
 CONTAINER, NETWORK, VOLUME, IMAGE = ("docker:index/container:Container", "docker:index/network:Network",
                                      "docker:index/volume:Volume", "docker:index/remoteImage:RemoteImage")
@@ -186,8 +188,86 @@ def test_healthchecks_gate_etcd_and_the_server_in_exec_form(stack: PemMocks) -> 
     assert server["healthcheck"]["tests"] == ["CMD", "k3s", "kubectl", "wait", "--for=condition=Ready",
                                               "--timeout=5s", f"node/{SERVER}", f"node/{AGENT}"]
     assert server["wait"] is True and server["waitTimeout"] == 600
-    for name in (AGENT, REGISTRY):
-        assert "healthcheck" not in by_name[name].inputs and not by_name[name].inputs.get("wait")
+    assert "healthcheck" not in by_name[REGISTRY].inputs and not by_name[REGISTRY].inputs.get("wait")
+
+
+def test_an_agent_is_created_only_once_it_joined_and_its_node_is_ready(stack: PemMocks) -> None:
+    """An agent whose node password the server rejects never gets its kubelet certificates, so neither its
+    containerd nor its kubelet starts (k3s pkg/agent/run.go: config.Get first): without a readiness signal the run
+    would "succeed" with the agent locked out. Its healthcheck asks this container's containerd (its socket is on
+    the container's own tmpfs /run) and then the API for its node's Ready condition, and the run waits for it."""
+    agent = containers(stack)[AGENT].inputs
+    assert agent["healthcheck"]["tests"] == render.k3s_agent_healthcheck(AGENT)
+    assert agent["healthcheck"]["tests"][0] == "CMD-SHELL"  # the k3s image has a shell (package/Dockerfile)
+    assert agent["wait"] is True and agent["waitTimeout"] == 600
+
+
+def test_every_k3s_node_keeps_a_fixed_node_password(stack: PemMocks) -> None:
+    """k3s's agent generates /etc/rancher/node/password only when the file is missing (pkg/agent/config/config.go,
+    ensureNodePassword), and the server keeps a hash of the first password it saw as the secret
+    `<node>.node-password.k3s` (pkg/nodepassword), in etcd: a node whose container was replaced must present the
+    same one. Each node gets its password uploaded before its first start, derived from one secret of the cluster
+    and the node's name (the same after any replacement, or after the node is removed and added back)."""
+    by_name = containers(stack)
+    passwords = {}
+    for node in (SERVER, AGENT):
+        uploads = {u["file"]: u for u in by_name[node].inputs["uploads"]}
+        password = uploads[render.K3S_NODE_PASSWORD_FILE]
+        assert password["permissions"] == "0600"
+        assert render.K3S_NODE_PASSWORD_FILE in _secret_paths(by_name[node].registration.raw_inputs["uploads"])
+        passwords[node] = password["content"]
+        assert password["content"] == render.node_password("FAKE-TOKEN-local-kubernetes-node-password-key", node)
+    assert passwords[SERVER] != passwords[AGENT] and all(len(p) == 32 for p in passwords.values())
+    assert stack.named("local-kubernetes-node-password-key").inputs["length"] == 64
+
+
+def test_the_agent_healthcheck_passes_shellcheck() -> None:
+    assert shellcheck_findings(render.k3s_agent_healthcheck(AGENT)[1]) == ""
+
+
+FAKE_K3S = """#!/bin/sh
+# k3s as the agent healthcheck calls it: this container's containerd, then the node's Ready condition.
+printf '%s\\n' "$*" >>"$CALLS"
+case "$*" in
+  "ctr "*) [ "$STARTED" = yes ] && exit 0; echo "ctr: failed to dial: no such file or directory" >&2; exit 1 ;;
+  *"wait --for=condition=Ready"*) [ "$READY" = yes ] && echo "node/$NODE condition met" && exit 0
+    echo "error: timed out waiting for the condition on nodes/$NODE" >&2; exit 1 ;;
+esac
+exit 2
+"""
+
+
+@pytest.mark.parametrize(("started", "ready", "code", "says"), [
+    ("no", "yes", 1, "Node password rejected"),  # a stale Ready node (the old container's) does not count
+    ("yes", "no", 1, "timed out waiting for the condition"),
+    ("yes", "yes", 0, "condition met"),
+])
+def test_the_agent_healthcheck_needs_its_own_containerd_and_a_ready_node(tmp_path: Any, started: str, ready: str,
+                                                                         code: int, says: str) -> None:
+    """The script's logic against a stand-in `k3s` (the real one cannot run here)."""
+    fake = tmp_path / "k3s"
+    fake.write_text(FAKE_K3S)
+    fake.chmod(0o755)
+    _shell, script = render.k3s_agent_healthcheck(AGENT)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, check=False, timeout=30,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin", "CALLS": str(tmp_path / "calls"),
+                               "STARTED": started, "READY": ready, "NODE": AGENT})
+    assert done.returncode == code, done
+    assert says in done.stdout + done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "ctr --address=/run/k3s/containerd/containerd.sock --timeout=5s version"
+    if started == "yes":
+        assert calls[1] == ("kubectl --kubeconfig=/var/lib/rancher/k3s/agent/kubelet.kubeconfig wait "
+                            f"--for=condition=Ready --timeout=5s node/{AGENT}")
+    else:
+        assert len(calls) == 1
+
+
+def test_node_passwords_are_per_cluster_and_per_node() -> None:
+    first = render.node_password("key-a", AGENT)
+    assert first == render.node_password("key-a", AGENT)
+    assert first != render.node_password("key-b", AGENT) and first != render.node_password("key-a", SERVER)
+    assert int(first, 16) >= 0 and len(first) == 32  # the shape of k3s's own (hex of 16 random bytes)
 
 
 def test_etcd_members_run_the_etcd_recipes_settings(stack: PemMocks) -> None:
@@ -235,13 +315,13 @@ def test_k3s_gets_the_kubernetes_recipes_config_with_the_local_etcd(stack: PemMo
     for role, config in (("server", server_config), ("agent", agent_config)):
         assert set(config) <= set(FLAGS[role]), sorted(set(config) - set(FLAGS[role]))
     assert sorted(server) == sorted([
-        "/etc/rancher/k3s/config.yaml", "/etc/rancher/k3s/registries.yaml",
+        "/etc/rancher/k3s/config.yaml", "/etc/rancher/k3s/registries.yaml", "/etc/rancher/node/password",
         *(f"/etc/rancher/k3s/cookbook/{f}" for f in ("token", "agent-token", "datastore-ca.crt",
                                                       "datastore-client.crt", "datastore-client.key")),
         *(f"/var/lib/rancher/k3s/server/tls/{f}" for f in ("server-ca.crt", "server-ca.key", "client-ca.crt",
                                                             "client-ca.key"))])
     assert sorted(agent) == sorted(["/etc/rancher/k3s/cookbook/agent-token", "/etc/rancher/k3s/config.yaml",
-                                    "/etc/rancher/k3s/registries.yaml"])
+                                    "/etc/rancher/k3s/registries.yaml", "/etc/rancher/node/password"])
     mirror = yaml.safe_load(server["/etc/rancher/k3s/registries.yaml"]["content"])
     assert mirror == {"mirrors": {"127.0.0.1:5001": {"endpoint": ["http://10.213.0.5:5000"]}}}
     assert agent["/etc/rancher/k3s/registries.yaml"] == server["/etc/rancher/k3s/registries.yaml"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,18 @@ def test_fixed_addresses() -> None:
     assert fixed == render.Addresses(gateway="10.213.0.1", registry="10.213.0.5",
                                      etcd=("10.213.0.11", "10.213.0.12", "10.213.0.13"), server="10.213.0.21",
                                      agents=("10.213.0.31", "10.213.0.32"))
-    widest = render.addresses("172.30.8.0/26", 7, render.MAX_AGENTS)
+    widest = render.addresses("172.30.8.0/26", 7, render.MAX_AGENTS, render.MAX_MESOS_MASTERS,
+                              render.MAX_MESOS_AGENTS)
     assert widest.agents[-1] == "172.30.8.38"
+    assert (widest.mesos_zookeepers, widest.mesos_masters, widest.marathons) == (
+        ("172.30.8.41", "172.30.8.42", "172.30.8.43"), ("172.30.8.44", "172.30.8.45", "172.30.8.46"),
+        ("172.30.8.47", "172.30.8.48", "172.30.8.49"))
+    assert widest.mesos_agents[-1] == "172.30.8.58"
+    # Every fixed address of the widest stack is distinct and a host address of the smallest subnet.
+    every = [widest.gateway, widest.registry, *widest.etcd, widest.server, *widest.agents, *widest.mesos_zookeepers,
+             *widest.mesos_masters, *widest.marathons, *widest.mesos_agents]
+    assert len(every) == len(set(every))
+    assert set(every) <= {str(host) for host in ipaddress.ip_network("172.30.8.0/26").hosts()}
 
 
 def test_the_member_environment_is_the_etcd_recipes_env_file() -> None:
@@ -187,7 +198,7 @@ def test_the_components_refuse_what_the_parser_refuses() -> None:
     bad = LocalClusterArgs(subnet="10.0.0.0/30", etcd=LocalEtcdArgs(members=2, client_ports=(1,)),
                            registry=LocalRegistryArgs(port=1, limits=Limits(64, "1")))
     assert validate(bad) == [
-        "subnet: must be a /26 or larger (it holds 39 fixed addresses), got '10.0.0.0/30'",
+        "subnet: must be a /26 or larger (its fixed addresses go up to .58), got '10.0.0.0/30'",
         "etcd.members: etcd needs an odd number of members up to 7, got 2",
         "etcd.client_ports: one port per member (2), got [1]",
         "port 1 on 127.0.0.1 is published by etcd member 1 and the registry"]
@@ -226,7 +237,7 @@ def test_every_config_key_is_documented_once_and_read() -> None:
         for key, item in value.items():
             path = f"{prefix}{key}"
             if isinstance(item, dict) and path in {"etcd", "kubernetes", "registry", "kubernetes.server",
-                                                    "kubernetes.agent"}:
+                                                    "kubernetes.agent", "mesos", "mesos.agent"}:
                 walk(item, f"{path}.")
             else:
                 shipped_keys.add(path)

@@ -4,6 +4,7 @@ recipes, secrets, the policy pack, and the shipped `mesos` stack."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -22,7 +23,8 @@ from components.stack import parse_stack_config
 from policy import rules
 from tests.harness.fixtures import FAKE_PRIVATE_KEY, FAKE_SECRETS
 from tests.harness.program import load_stack_config, run_program
-from tests.harness.recording import AMD64_ADDRESSES, RecordingMocks, plain_strings
+from tests.harness.recording import AMD64_ADDRESSES, FAKE_AMD64_FACTS, RecordingMocks, plain_strings
+from tools.offline import unwrap_secrets
 
 AMD64 = sorted(AMD64_ADDRESSES)  # addresses whose fake facts say amd64 (the rest say arm64, like a Pi)
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMM+G3MpZEEGxP59mC3fUQ+ZcER5EKTFd72GwAxp7fk7"
@@ -190,6 +192,9 @@ class FakeHost:
     hostname: str
     address: str
 
+    def known_address(self, recipe: str) -> str:  # components/nodes/host.py Host.known_address
+        return self.address
+
 
 @dataclass
 class FakeTarget:
@@ -239,6 +244,50 @@ def test_containers_run_on_the_host_network_and_restart_unless_stopped() -> None
         {"hostPath": "/sys/fs/cgroup", "containerPath": "/sys/fs/cgroup"},
         {"hostPath": "/var/lib/mesos/agent", "containerPath": "/var/lib/mesos/agent"},
     ]
+
+
+@dataclass
+class CgroupMocks(ProviderMocks):
+    """Provider mocks whose hosts report the cgroup version given per address (FAKE_AMD64_FACTS otherwise)."""
+
+    cgroups: dict[str, int] = field(default_factory=dict)
+
+    def fake_outputs(self, typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        outputs = super().fake_outputs(typ, inputs)
+        host = (unwrap_secrets(inputs.get("connection")) or {}).get("host")
+        if typ.startswith("command:") and host in self.cgroups:
+            facts = {**FAKE_AMD64_FACTS, "cgroup_version": self.cgroups[host]}
+            outputs["stdout"] = f"COOKBOOK_FACTS={json.dumps(facts)}"
+        return outputs
+
+
+def test_agents_on_cgroup_v2_hosts_use_the_posix_launcher_and_v1_hosts_keep_the_default() -> None:
+    """Mesos 1.x's Linux launcher needs a cgroup v1 freezer hierarchy (linux_launcher.cpp, LinuxLauncher::create):
+    an agent whose host mounts cgroup v2 at /sys/fs/cgroup (the `cgroup_version` fact) runs `--launcher=posix`;
+    a cgroup v1 host keeps Mesos's default (the Linux launcher when it is available) and its command line as it
+    was. Masters and Marathon are the same on both."""
+    config = stack_config(1, agents=2)
+    a1, a2 = config["nodes"][1]["address"], config["nodes"][2]["address"]
+    mocks = CgroupMocks(cgroups={config["nodes"][0]["address"]: 2, a1: 2, a2: 1})
+    run_program(mocks, config, secret_keys=["ssh_private_key"])
+    found = containers(mocks)
+    v2, v1 = found["mesos-agent-a1"]["command"], found["mesos-agent-a2"]["command"]
+    assert v2[-1] == "--launcher=posix" and v2.count("--launcher=posix") == 1
+    assert not [flag for flag in v1 if flag.startswith("--launcher")]
+    assert v2[:-1] == [flag.replace(a2, a1) for flag in v1]  # nothing else differs but the node's address
+    assert not [flag for name, inputs in found.items() if "agent" not in name for flag in inputs["command"]
+                if "launcher" in flag]
+
+
+@pytest.mark.parametrize(("version", "flags"), [(1, []), (2, ["--launcher=posix"])])
+def test_the_launcher_follows_the_cgroup_version(version: int, flags: list[str]) -> None:
+    assert mesos.launcher_flags("a1", version) == flags
+
+
+@pytest.mark.parametrize("version", [0, 3, "2", None])
+def test_an_unknown_cgroup_version_is_an_error_naming_the_node(version: Any) -> None:
+    with pytest.raises(ValueError, match=r"mesos: node a1 reports cgroup_version .*: expected 1 or 2"):
+        mesos.launcher_flags("a1", version)
 
 
 def test_one_docker_provider_per_host_over_ssh_and_every_resource_on_its_own() -> None:

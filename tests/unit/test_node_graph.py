@@ -49,13 +49,15 @@ SHAPES = {
         {"ssh": {"proxy": {"host": "203.0.113.5", "user": "admin"}, "dial_error_limit": 3},
          "nodes": [node("l1"), node("p1", "pi", user="pi")], "ssh_private_key_passphrase": PASSPHRASE},
         {"l1": "root", "p1": "pi"}, bastion="203.0.113.5"),
-    # Pis with role etcd or control-plane reboot in node order; the Linux etcd member never reboots; the
-    # worker Pi is outside the chain.
+    # Pis with a cluster role (etcd, control-plane, worker) reboot in node order, one at a time, each behind
+    # the gates of what runs on it (a worker Pi behind the Kubernetes worker gate); the Linux etcd member never
+    # reboots; the Pi without a role is outside the chain.
     "quorum-chain": Shape(
         {"nodes": [node("e1", "pi", "etcd"), node("l1", "linux", "etcd"), node("w1", "pi", "worker"),
-                   node("e2", "pi", "etcd"), node("c1", "pi", "control-plane")]},
-        {"e1": "root", "l1": "root", "w1": "root", "e2": "root", "c1": "root"},
-        chain=("e1", "e2", "c1"), gates={"e1": ("etcd",), "e2": ("etcd",), "c1": ("kubernetes",)}),
+                   node("e2", "pi", "etcd"), node("c1", "pi", "control-plane"), node("x1", "pi")]},
+        {"e1": "root", "l1": "root", "w1": "root", "e2": "root", "c1": "root", "x1": "root"},
+        chain=("e1", "w1", "e2", "c1"),
+        gates={"e1": ("etcd",), "w1": ("kubernetes-worker",), "e2": ("etcd",), "c1": ("kubernetes",)}),
 }
 
 
@@ -189,7 +191,8 @@ def test_reboot_and_await_steps(shape_name: str) -> None:
         reboot = rebooting.named(f"{name}-reboot")
         assert reboot.inputs["connection"]["dialErrorLimit"] == dials
         expected_gates = shape.gates.get(name, ())
-        functions = {"etcd": "etcd_gate", "kubernetes": "kubernetes_control_plane_gate"}
+        functions = {"etcd": "etcd_gate", "kubernetes": "kubernetes_control_plane_gate",
+                     "kubernetes-worker": "kubernetes_worker_gate"}
         gates = (f"GATE_NAMES=({' '.join(expected_gates)})\n"
                  f"GATE_FUNCTIONS=({' '.join(functions[gate] for gate in expected_gates)})\n")
         assert gates in reboot.inputs["create"]

@@ -216,7 +216,7 @@ ARGS = zk.ZooKeeperEnsembleArgs(servers=(), ids=IDS, bootstrap=("zk-a", "zk-b", 
 @pytest.mark.parametrize("install", zk.INSTALL_MODES)
 def test_every_script_passes_shellcheck(install: str) -> None:
     args = zk.ZooKeeperEnsembleArgs(servers=(), ids=IDS, bootstrap=("zk-a",), install=install,
-                                    tarball=zk.Tarball("/x.tgz", "0" * 64))
+                                    tarball=zk.Tarball("/x.tgz", "0" * 64), removed={"zk-c": ADDRESSES["zk-c"]})
     scripts = {
         "install": zk.render_install_script(args),
         "configure": zk.render_configure_script(args, "zk-a", zk.render_membership(args, ADDRESSES)),
@@ -224,7 +224,8 @@ def test_every_script_passes_shellcheck(install: str) -> None:
         "restart": zk.render_restart_script(args, "zk-a"),
         "join": zk.render_join_script(args, "zk-d", ADDRESSES["zk-d"], [ADDRESSES["zk-a"]]),
         "health": zk.render_health_script(args, {"zk-a": ADDRESSES["zk-a"], "zk-b": "fd00::2"}),
-        "start-prepare": zk.render_start_prepare("zk-a"),
+        "remove": zk.render_remove_script(args, "zk-c", [ADDRESSES["zk-a"], "fd00::2"]),
+        "start-prepare": zk.render_start_prepare(args, "zk-a"),
     }
     for name, script in scripts.items():
         assert shellcheck_findings(script) == "", name
@@ -235,6 +236,8 @@ def test_the_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     unit = zk.render_unit(ARGS, "zk-a")
     assert systemd_verify({"cookbook-zookeeper.service": unit}, tmp_path) == ""
     assert "ExecStartPre=+/bin/bash /usr/local/lib/cookbook-zookeeper/start-prepare" in unit
+    assert f"ExecStartPre=+/bin/bash {zk.START_PREPARE_FILE}\n" in unit  # where the server step installs it
+    assert f"/etc/systemd/system/{zk.SERVICE}.service" == zk.UNIT_FILE
     assert "@/etc/cookbook-zookeeper/jvm-secret.args" in unit and "superDigest" not in unit
     assert "-cp ${ZOOKEEPER_CLASSPATH} org.apache.zookeeper.server.quorum.QuorumPeerMain " \
         "/var/lib/cookbook-zookeeper/zk-a/conf/zoo.cfg" in unit
@@ -390,3 +393,148 @@ def test_a_tarball_with_another_checksum_or_no_zookeeper_jar_is_refused(tmp_path
     refused = install_from_tarball(other, other_sha, install)
     assert refused.returncode == 1 and "not a ZooKeeper binary release" in refused.stderr
     assert not install.exists()
+
+
+# --- no server step while a ZooKeeper host reboots --------------------------------------------------------
+def closure(mocks: RecordingMocks) -> dict[str, set[str]]:
+    """Every resource's transitive dependencies, by name: what must be done before it starts."""
+    direct = {name: {d for d in deps if d} for name, deps in dependencies(mocks).items()}
+    done: dict[str, set[str]] = {}
+
+    def visit(name: str) -> set[str]:
+        if name not in done:
+            done[name] = set()
+            for dependency in direct.get(name, ()):
+                done[name] |= {dependency, *visit(dependency)}
+        return done[name]
+
+    for name in direct:
+        visit(name)
+    return done
+
+
+@pytest.mark.parametrize("shape", ["bring-up", "growth", "replacement"])
+def test_no_zookeeper_step_runs_while_a_zookeeper_host_reboots(shape: str) -> None:
+    """A run that adds a kernel flag (Pis reboot, one at a time) and changes a setting (servers restart) must not
+    restart server 1 while Pi 2 reboots: every server step starts only after every server's host is done."""
+    servers, extra = {"bring-up": (NAMES[:3], {}), "growth": (NAMES[:5], {"bootstrap": NAMES[:3]}),
+                      "replacement": (NAMES[:4], {"bootstrap": NAMES[:3], "removed": ["zk-c"]})}[shape]
+    config = stack_config(servers, **extra)
+    for node in config["nodes"]:
+        node["kind"] = "pi"
+    config["prepare"] = {"pi_cmdline_flags": ["cgroup_enable=cpuset"]}
+    mocks = evaluate(config)
+    before = closure(mocks)
+    hosts = [name for name in servers if name not in extra.get("removed", [])]
+    steps = [r.name for r in mocks.of_type("command:remote:Command")
+             if r.name.startswith("zookeeper-") and not r.name.startswith("zookeeper-install-")]
+    assert len(steps) >= 2 * len(hosts) + 1, steps
+    for step in steps:
+        for host in hosts:
+            assert {f"{host}-reboot", f"{host}-await-boot"} <= before[step], (step, host)
+            # ... and never the other way round (no reboot waits for a server step: no cycle, no overlap).
+            assert step not in before[f"{host}-reboot"]
+
+
+# --- removing servers -------------------------------------------------------------------------------------------
+def removal_config(servers: list[str], removed: list[str], bootstrap: list[str] | None = None) -> dict[str, Any]:
+    """Nodes for `servers` and `removed` (their entries stay), ids for all of them."""
+    config = stack_config([*servers, *removed], bootstrap=bootstrap, removed=removed)
+    return config
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda raw: raw["zookeeper"].update(removed=["zk-z"]),
+     "zookeeper.removed[0]: 'zk-z' is not in nodes: keep a removed server's node entry"),
+    (lambda raw: raw["zookeeper"]["ids"].pop("zk-c"),
+     "zookeeper.ids: no id for removed server 'zk-c': keep its entry"),
+    (lambda raw: raw["nodes"][3]["roles"].append("etcd"),  # zk-c
+     "zookeeper.removed[0]: zk-c also has role etcd, but nothing runs on a removed server's node"),
+    (lambda raw: raw["zookeeper"].update(removed=["zk-c", "zk-d"]),
+     "nodes: 2 nodes have role zookeeper (not counting 2 in zookeeper.removed); a ZooKeeper ensemble needs an odd"),
+])
+def test_removed_servers_are_validated_naming_the_key(change: Any, expected: str) -> None:
+    raw = removal_config(["zk-a", "zk-b", "zk-d"], ["zk-c"], bootstrap=NAMES[:3])
+    change(raw)
+    found = problems_of(raw)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_a_removed_bootstrap_server_stays_in_the_record_and_gets_no_host() -> None:
+    config = parse_stack_config(removal_config(["zk-a", "zk-b", "zk-d"], ["zk-c"], bootstrap=NAMES[:3]),
+                                {"ssh_private_key"})
+    assert config.zookeeper is not None
+    assert config.zookeeper.servers == ("zk-a", "zk-b", "zk-d")
+    assert config.zookeeper.removed == {"zk-c": ADDRESSES["zk-c"]}
+    assert config.zookeeper.ensemble.ids["zk-c"] == 3
+
+
+def test_a_server_in_etcd_removed_is_refused() -> None:
+    raw = stack_config(NAMES[:3])
+    for node in raw["nodes"]:
+        node["roles"] = ["zookeeper", "etcd"]
+    raw["etcd"] = {"removed": ["zk-c"]}
+    assert "nodes[2].roles: zk-c is in etcd.removed (nothing runs on it), so it cannot have role zookeeper; give " \
+        "the role to a node that runs" in problems_of(raw)
+
+
+@pytest.mark.parametrize(("removed", "servers", "bootstrap", "expected"), [
+    ({"zk-a": "10.9.2.1"}, ["zk-a", "zk-b", "zk-c"], (), "removed: zk-a cannot be both removed and a server"),
+    ({"zk-q": "10.9.9.1"}, ["zk-a"], (), "ids: no id for removed zk-q"),
+    ({}, ["zk-a"], ("zk-a", "zk-c"), "bootstrap[1]: 'zk-c' is neither a server nor in removed"),
+])
+def test_component_rejects_bad_removals(removed: dict[str, str], servers: list[str], bootstrap: tuple[str, ...],
+                                        expected: str) -> None:
+    args = zk.ZooKeeperEnsembleArgs(servers=[FakeHost(n) for n in servers], ids=IDS,  # type: ignore[misc]
+                                    bootstrap=bootstrap, removed=removed)
+    assert any(p.startswith(expected) for p in zk.validate(args)), zk.validate(args)
+    fine = zk.ZooKeeperEnsembleArgs(servers=[FakeHost(n) for n in ("zk-a", "zk-b", "zk-d")],  # type: ignore[misc]
+                                    ids=IDS, bootstrap=("zk-a", "zk-b", "zk-c"), removed={"zk-c": "10.9.2.3"})
+    assert zk.validate(fine) == []
+
+
+def test_shrinking_5_to_3_removes_one_at_a_time_through_a_server_and_leaves_the_others_byte_identical() -> None:
+    five = evaluate(stack_config(NAMES[:5], bootstrap=NAMES[:3]))
+    three = evaluate(removal_config(["zk-a", "zk-b", "zk-d"], ["zk-c", "zk-e"], bootstrap=NAMES[:3]))
+    names = {r.name for r in three.resources}
+    # Nothing runs on a removed server's node: no host, no step.
+    assert not {n for n in names if n.startswith(("zk-c-", "zk-e-")) or n.endswith(("-zk-c", "-zk-e"))} - {
+        "zookeeper-remove-zk-c", "zookeeper-remove-zk-e"}
+    before = {r.urn: r.registration.raw_inputs for r in five.resources}
+    changed = sorted(r.name for r in three.resources if r.urn in before and before[r.urn] != r.registration.raw_inputs)
+    # The servers that stay keep their inputs (the bootstrap record still names zk-c at its address); the join of
+    # zk-d reaches the ensemble through the servers before it that remain.
+    assert changed == ["zookeeper-health", "zookeeper-join-zk-d"]
+    deps = dependencies(three)
+    steps = {f"zookeeper-{step}-{s}" for step in ("server", "restart") for s in ("zk-a", "zk-b", "zk-d")}
+    assert steps <= deps["zookeeper-remove-zk-c"]
+    assert "zookeeper-remove-zk-c" in deps["zookeeper-remove-zk-e"]  # one membership change at a time
+    assert {"zookeeper-remove-zk-c", "zookeeper-remove-zk-e"} <= deps["zookeeper-join-zk-d"]
+    assert {"zookeeper-remove-zk-e", "zookeeper-join-zk-d"} <= deps["zookeeper-health"]
+    removal = three.named("zookeeper-remove-zk-c")
+    assert removal.inputs["connection"]["host"] == ADDRESSES["zk-a"]
+    text = script(removal.inputs["create"])
+    assert "TARGET_ID=3" in text.splitlines()
+    assert "SERVER_ENDPOINTS=(10.9.2.1:2181 10.9.2.2:2181 10.9.2.4:2181)" in text.splitlines()
+    assert removal.inputs["logging"] == "none" and removal.inputs["stdin"].strip()
+    assert removal.inputs["stdin"].strip() not in removal.inputs["create"]
+    assert set(removal.registration.additional_secret_outputs) >= {"stdout", "stderr"}
+    assert "stdin" not in {k for k, v in removal.registration.raw_inputs.items() if plain_strings(v)}
+    health = script(three.named("zookeeper-health").inputs["create"])
+    assert "MEMBERSHIP_CONFIG=/var/lib/cookbook-zookeeper/zk-a/conf/zoo.cfg" in health.splitlines()
+    assert "SERVER_ENDPOINTS=(10.9.2.1:2181 10.9.2.2:2181 10.9.2.4:2181)" in health.splitlines()
+    exports = run_program(RecordingMocks(), removal_config(["zk-a", "zk-b", "zk-d"], ["zk-c", "zk-e"],
+                                                           bootstrap=NAMES[:3]), secret_keys=["ssh_private_key"])
+    assert exports["zookeeper"]["connect_string"] == "10.9.2.1:2181,10.9.2.2:2181,10.9.2.4:2181"
+
+
+def test_replacing_a_dead_server_removes_it_before_the_replacement_joins() -> None:
+    mocks = evaluate(removal_config(["zk-a", "zk-b", "zk-f"], ["zk-c"], bootstrap=NAMES[:3]))
+    deps = dependencies(mocks)
+    assert "zookeeper-remove-zk-c" in deps["zookeeper-join-zk-f"]
+    join = script(mocks.named("zookeeper-join-zk-f").inputs["create"])
+    assert "SEED_ENDPOINTS=(10.9.2.1:2181 10.9.2.2:2181)" in join.splitlines()  # not the removed zk-c
+    assert "OWN_LINE='server.6=10.9.2.6:2888:3888:participant;0.0.0.0:2181'" in join.splitlines()
+    # The servers that stay still carry the record with zk-c in it (read only before their first start).
+    assert "server.3=10.9.2.3:2888:3888:participant;0.0.0.0:2181" in \
+        mocks.named("zookeeper-server-zk-a").inputs["create"]

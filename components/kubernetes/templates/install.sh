@@ -1,6 +1,7 @@
 # Installs the pinned k3s. Parameters: NODE_NAME, ROLE, INSTALL_MODE (online | airgap | preinstalled),
 # K3S_VERSION, ARCH, BIN_DIR, K3S_BIN, BINARY_UPLOAD/BINARY_SHA256 and IMAGES_UPLOAD/IMAGES_SHA256/IMAGES_FILE
-# (airgap: the files CopyToRemote uploaded), INSTALL_SCRIPT_URL/INSTALL_SCRIPT_SHA256 (online).
+# (airgap: the files CopyToRemote uploaded into UPLOAD_DIR, named by their sha256), INSTALL_SCRIPT_URL/
+# INSTALL_SCRIPT_SHA256 (online).
 
 installed_version() {
   if [ -x "$K3S_BIN" ]; then
@@ -48,6 +49,20 @@ install_airgap() {
     changed "placed the airgap images in $IMAGES_FILE"
   fi
   link_tools
+  prune_uploads
+}
+
+# prune_uploads: the uploads of this version stay (CopyToRemote copies only when its inputs change, so they are
+# what a later run reinstalls from); those of other versions go, and so do the /var/tmp uploads of earlier
+# versions of this program.
+prune_uploads() {
+  local file
+  for file in "$UPLOAD_DIR"/* /var/tmp/cookbook-k3s-*; do
+    if [ -f "$file" ] && [ "$file" != "$BINARY_UPLOAD" ] && [ "$file" != "$IMAGES_UPLOAD" ]; then
+      rm -f "$file"
+      changed "removed the upload $file (another version)"
+    fi
+  done
 }
 
 # install_online: k3s's install.sh at the pinned tag, checked against its sha256, run without enabling or

@@ -1,6 +1,8 @@
 # Prepares a node (after nodes/pi.sh). Parameters: NODE_HOSTNAME, PACKAGES, KUBERNETES_NETWORKING,
 # TIME_SERVERS, PI_CMDLINE_FLAGS (empty unless the node is a Raspberry Pi). Never reboots: on a Pi, the
 # reboot step that follows decides from the running kernel whether the new command line needs one.
+# A host with a read-only /usr and no apt (Fedora CoreOS, Flatcar) gets nothing installed: asking for packages
+# there is an error, and time sync uses the service its image runs.
 
 set_hostname() {
   if [ "$(cat /etc/hostname 2>/dev/null)" != "$NODE_HOSTNAME" ]; then
@@ -84,9 +86,33 @@ SYSCTL
   done
 }
 
+# read_only_time_service: on a host where nothing can be installed (read-only /usr, no apt: Fedora CoreOS,
+# Flatcar), the time service its image runs: chronyd (Fedora CoreOS), else systemd-timesyncd (Flatcar).
+read_only_time_service() {
+  local unit
+  for unit in chronyd systemd-timesyncd; do
+    if systemctl cat "$unit.service" >/dev/null 2>&1; then
+      printf '%s\n' "$unit"
+      return 0
+    fi
+  done
+  printf 'error: /usr is read-only and this host has neither chronyd nor systemd-timesyncd; nothing can be installed here\n' >&2
+  return 1
+}
+
 configure_time_sync() {
   local service conf
-  if is_installed chrony; then
+  if usr_read_only && ! command -v apt-get >/dev/null; then
+    service=$(read_only_time_service)
+    conf=/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf
+    if [ "$service" = chronyd ]; then
+      if [ "${#TIME_SERVERS[@]}" -gt 0 ]; then
+        printf 'error: prepare.time_servers: this host runs chronyd with its image'"'"'s /etc/chrony.conf (Fedora CoreOS), which reads no drop-in directory; set the servers in that file at first boot, or leave prepare.time_servers empty\n' >&2
+        exit 1
+      fi
+      conf=""  # nothing to write: chronyd keeps the image's sources
+    fi
+  elif is_installed chrony; then
     service=chrony
     conf=/etc/chrony/sources.d/cluster-cookbook.sources
   else
@@ -94,7 +120,9 @@ configure_time_sync() {
     service=systemd-timesyncd
     conf=/etc/systemd/timesyncd.conf.d/cluster-cookbook.conf
   fi
-  if [ "${#TIME_SERVERS[@]}" -gt 0 ]; then
+  if [ -z "$conf" ]; then
+    FILE_CHANGED=0
+  elif [ "${#TIME_SERVERS[@]}" -gt 0 ]; then
     if [ "$service" = chrony ]; then
       install_file "$conf" 0644 < <(printf 'server %s iburst\n' "${TIME_SERVERS[@]}")
     else
@@ -133,6 +161,10 @@ configure_pi_cmdline() {
 }
 
 set_hostname
+if [ "${#PACKAGES[@]}" -gt 0 ] && ! command -v apt-get >/dev/null; then
+  printf 'error: prepare.packages asks for %s, but this host has no apt-get (Fedora CoreOS, Flatcar: nothing can be installed); set prepare.packages to []\n' "${PACKAGES[*]}" >&2
+  exit 1
+fi
 apt_install "${PACKAGES[@]}"
 install_docker
 disable_swap

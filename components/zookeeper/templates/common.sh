@@ -40,5 +40,5 @@ wait_until() {
 # The unit's ExecStartPre records it as the configuration the running server started with.
 config_hash() {
   cat "$CONFIG_DIR/install.env" "$CONFIG_DIR/zoo.cfg" "$CONFIG_DIR/jvm.args" "$CONFIG_DIR/jvm-secret.args" \
-    "/etc/systemd/system/$SERVICE.service" 2>/dev/null | sha256sum | cut -d' ' -f1
+    "$UNIT_FILE" 2>/dev/null | sha256sum | cut -d' ' -f1
 }

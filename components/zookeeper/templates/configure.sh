@@ -2,7 +2,8 @@
 # (one at a time: the steps run in a chain), the leader only in its second step, after every follower.
 # Reads the super user's password on stdin (its digest goes into an argument file only the server reads).
 # Parameters: SERVER_NAME, SERVER_ID, CONFIG_DIR, DATA_DIR, RUNTIME_DIR, STATIC_CONTENT, JVM_CONTENT,
-# MEMBERSHIP_CONTENT (empty for a server that joins a running ensemble), UNIT_CONTENT, START_PREPARE_SCRIPT.
+# MEMBERSHIP_CONTENT (empty for a server that joins a running ensemble), UNIT_FILE, UNIT_CONTENT,
+# START_PREPARE_FILE, START_PREPARE_SCRIPT.
 UNITS_CHANGED=0
 
 # super_digest WORD: what ZooKeeper's digest provider compares for user super, base64(sha1("super:WORD")).
@@ -28,7 +29,7 @@ receive_super_digest() {
 }
 
 write_config() {
-  install -d -m 0755 /usr/local/lib/cookbook-zookeeper
+  install -d -m 0755 "$(dirname "$START_PREPARE_FILE")"
   install -d -m 0750 -o zookeeper -g zookeeper "$DATA_DIR" "$DATA_DIR/data" "$DATA_DIR/datalog"
   install_file "$CONFIG_DIR/zoo.cfg" 0644 <<<"$STATIC_CONTENT"
   install_file "$CONFIG_DIR/jvm.args" 0644 <<<"$JVM_CONTENT"
@@ -37,8 +38,8 @@ write_config() {
     install_file "$CONFIG_DIR/membership-$SERVER_NAME.dynamic" 0644 <<<"$MEMBERSHIP_CONTENT"
   fi
   install_file "$DATA_DIR/data/myid" 0644 <<<"$SERVER_ID"
-  install_file /usr/local/lib/cookbook-zookeeper/start-prepare 0755 <<<"$START_PREPARE_SCRIPT"
-  install_file "/etc/systemd/system/$SERVICE.service" 0644 <<<"$UNIT_CONTENT"
+  install_file "$START_PREPARE_FILE" 0755 <<<"$START_PREPARE_SCRIPT"
+  install_file "$UNIT_FILE" 0644 <<<"$UNIT_CONTENT"
   UNITS_CHANGED=$FILE_CHANGED
 }
 
@@ -47,7 +48,8 @@ has_membership() {
 }
 
 manage_service() {
-  if [ "$UNITS_CHANGED" -eq 1 ]; then
+  # Also when systemd says so: a run killed between writing the unit and this reload reloads next time.
+  if [ "$UNITS_CHANGED" -eq 1 ] || [ "$(systemctl show -p NeedDaemonReload --value "$SERVICE")" = yes ]; then
     systemctl daemon-reload
   fi
   if ! has_membership; then

@@ -2,44 +2,20 @@
 # mode): it starts with the live membership plus itself, syncs as a non-voting follower, and becomes a voter
 # with `reconfig -add` through the ensemble. Safe to re-run at any point. Reads the super user's password
 # on stdin (reconfiguration needs it; it goes to the client's stdin, never to a command line).
-# Parameters: SERVER_NAME, OWN_LINE, SEED_ENDPOINTS, CONFIG_DIR, RUNTIME_DIR, SERVICE, CLIENT_PORT,
-# TIMEOUT; $CONFIG_DIR/install.env (the install step's record) names ZOOKEEPER_CLI_CLASSPATH.
+# Parameters: SERVER_NAME, OWN_LINE, SEED_ENDPOINTS (the servers before this one), CONFIG_DIR, SERVICE,
+# CLIENT_PORT, TIMEOUT.
 PASSWORD=
-SEED=
-
-# zk_cli ENDPOINT COMMAND...: runs ZooKeeper's command line client with the commands on its stdin.
-zk_cli() {
-  local server=$1
-  shift
-  printf '%s\n' "$@" quit | timeout 60 /usr/bin/java -cp "$(cli_classpath)" org.apache.zookeeper.ZooKeeperMain \
-    -server "$server" 2>/dev/null
-}
-
-cli_classpath() {
-  sed -n 's/^ZOOKEEPER_CLI_CLASSPATH=//p' "$CONFIG_DIR/install.env"
-}
-
-find_seed() {
-  local seed
-  for seed in "${SEED_ENDPOINTS[@]}"; do
-    if is_serving "$seed"; then
-      SEED=$seed
-      return 0
-    fi
-  done
-  return 1
-}
-
-live_membership() {
-  zk_cli "$SEED" config | grep -E '^server\.[0-9]+=' | sort -u
-}
 
 is_voting_member() {
   live_membership | grep -qxF "$OWN_LINE"
 }
 
 add_voter() {
-  is_voting_member || zk_cli "$SEED" "addauth digest super:$PASSWORD" "reconfig -add $OWN_LINE" | grep -q '^Committed new configuration'
+  local output
+  find_seed "${SEED_ENDPOINTS[@]}" || return 1
+  is_voting_member && return 0
+  output=$(zk_cli "$SEED" "addauth digest super:$PASSWORD" "reconfig -add $OWN_LINE")
+  grep -q '^Committed new configuration' <<<"$output"
 }
 
 join() {
@@ -49,19 +25,19 @@ join() {
     printf 'error: expected the super user password on stdin\n' >&2
     exit 1
   fi
-  wait_until "$TIMEOUT" "a serving member of the ensemble (${SEED_ENDPOINTS[*]})" find_seed
+  wait_until "$TIMEOUT" "a serving member of the ensemble (${SEED_ENDPOINTS[*]})" find_seed "${SEED_ENDPOINTS[@]}"
   if ! is_voting_member; then
-    if [ ! -f "$RUNTIME_DIR/zoo.cfg" ]; then
-      members=$(live_membership | grep -v "^$own_id=" || true)
-      if [ -z "$members" ]; then
-        printf 'error: could not read the membership from %s\n' "$SEED" >&2
-        exit 1
-      fi
-      # Not through a pipe: install_file must run in this shell to set FILE_CHANGED.
-      install_file "$CONFIG_DIR/membership-$SERVER_NAME.dynamic" 0644 <<<"$(printf '%s\n%s' "$members" "$OWN_LINE")"
-      if [ "$FILE_CHANGED" -eq 1 ]; then
-        printf '%s starts as a non-voting follower of: %s\n' "$SERVER_NAME" "$(tr '\n' ' ' <<<"$members")"
-      fi
+    # Until it votes, the server can (re)start only from this record: once synced it adopts the committed
+    # membership, in which it is absent (ZooKeeper's reconfiguration guide), and start-prepare falls back here.
+    members=$(live_membership | grep -v "^$own_id=" || true)
+    if [ -z "$members" ]; then
+      printf 'error: could not read the membership from %s\n' "$SEED" >&2
+      exit 1
+    fi
+    # Not through a pipe: install_file must run in this shell to set FILE_CHANGED.
+    install_file "$CONFIG_DIR/membership-$SERVER_NAME.dynamic" 0644 <<<"$(printf '%s\n%s' "$members" "$OWN_LINE")"
+    if [ "$FILE_CHANGED" -eq 1 ]; then
+      printf '%s starts as a non-voting follower of: %s\n' "$SERVER_NAME" "$(tr '\n' ' ' <<<"$members")"
     fi
   fi
   if ! systemctl is-enabled --quiet "$SERVICE"; then
@@ -69,6 +45,8 @@ join() {
     changed "enabled $SERVICE"
   fi
   if ! systemctl is-active --quiet "$SERVICE"; then
+    # A server that kept failing to start (before the record above existed) may have hit its start limit.
+    systemctl reset-failed "$SERVICE" 2>/dev/null || true
     systemctl start "$SERVICE"
     changed "started $SERVICE"
   fi

@@ -9,7 +9,8 @@ read_peers() {
   local pointer line id spec host
   PEER_LABELS=()
   PEER_ENDPOINTS=()
-  pointer=$(sed -n 's/^dynamicConfigFile=//p' "$RUNTIME_DIR/zoo.cfg" 2>/dev/null | tail -n 1)
+  [ -f "$RUNTIME_DIR/zoo.cfg" ] || return 0  # (sed would fail the pipeline, and the script with it)
+  pointer=$(sed -n 's/^dynamicConfigFile=//p' "$RUNTIME_DIR/zoo.cfg" | tail -n 1)
   [ -n "$pointer" ] && [ -f "$pointer" ] || return 0
   # ZooKeeper writes the file without a final newline: the last line is read too.
   while IFS= read -r line || [ -n "$line" ]; do
