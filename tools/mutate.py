@@ -132,6 +132,22 @@ def _first_failure(output: str) -> str:
     return output.strip().splitlines()[-1][:200] if output.strip() else ""
 
 
+# Test files named after a recipe (`components/<recipe>/...`); nodes' tests are test_node*.py.
+_RECIPE_TESTS = {"nodes": "node"}
+WHOLE_GRAPH_TESTS = ("tests/unit/test_graph_shapes.py", "tests/unit/test_program.py")
+
+
+def quick_tests(mutation: Mutation) -> tuple[str, ...] | None:
+    """The mutated recipe's own unit tests and the whole-graph checks: a mutation they kill, the whole suite
+    kills too (it contains them); only a survivor needs the whole suite."""
+    parts = Path(mutation.file).parts
+    if mutation.tests != UNIT_SUITE or len(parts) < 3 or parts[0] != "components":
+        return None
+    prefix = _RECIPE_TESTS.get(parts[1], parts[1])
+    own = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests" / "unit").glob(f"test_{prefix}*.py"))
+    return (*own, *WHOLE_GRAPH_TESTS) if own else None
+
+
 def check(mutation: Mutation) -> Outcome:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cookbook-mutant-") as scratch:
@@ -140,7 +156,10 @@ def check(mutation: Mutation) -> Outcome:
         problem = apply(mutation, tree)
         if problem is not None:
             return Outcome(mutation, "stale", 0.0, problem)
-        done = run_suite(tree, mutation.tests)
+        quick = quick_tests(mutation)
+        done = run_suite(tree, quick) if quick else None
+        if done is None or done.returncode == PASSED:
+            done = run_suite(tree, mutation.tests)
     seconds = time.monotonic() - started
     if done.returncode == PASSED:
         return Outcome(mutation, "survived", seconds, "every selected test passed")

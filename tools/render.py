@@ -29,7 +29,9 @@ REDACTED = "REDACTED: set at deploy time by pulumi up"
 UNKNOWN_VALUE = "UNKNOWN: known only once pulumi up has created it"
 # Credentials that live in secret config get placeholders: nothing is ever contacted.
 PLACEHOLDER_SECRETS = {"kubeconfig": "offline render: no cluster is contacted",
-                       "ssh_private_key": "offline render: no host is contacted"}
+                       "ssh_private_key": "offline render: no host is contacted",
+                       "cloud_api_key": "offline render: no cloud is contacted",
+                       "cloud_api_secret": "offline render: no cloud is contacted"}
 
 
 def is_kubernetes_object(resource_type: str) -> bool:

@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from components.etcd.cluster import (
     AUTO_COMPACTION_MODES,
@@ -26,7 +26,7 @@ from components.etcd.cluster import (
     validate_timing,
 )
 from components.shared import pki
-from components.shared.validation import Problems, Section, check_port, check_positive, describe_type, one_of
+from components.shared.validation import NodeLike, Problems, Section, check_port, check_positive, describe_type, one_of
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -34,15 +34,6 @@ _RETENTION = re.compile(r"^(0|[1-9][0-9]*|[1-9][0-9]*(h|m|s)|([1-9][0-9]*h)?([1-
 _CALENDAR = re.compile(r"^[A-Za-z0-9*:.,/ ~-]+$")
 _ABSOLUTE_PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
 ARCHITECTURES = ("amd64", "arm64", "armhf", "armel", "i386", "ppc64el", "s390x", "riscv64")
-
-
-class NodeLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> str: ...  # "": known only once the node exists (a cloud node's: its VM's)
-    @property
-    def roles(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)

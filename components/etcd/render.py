@@ -5,11 +5,12 @@ Inputs in, text out: tests call them directly, shellcheck the scripts and `syste
 
 from __future__ import annotations
 
-import ipaddress
 import string
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from components.shared.addresses import https_url as url
+from components.shared.addresses import is_ip
 from components.shared.scripts import render_script, template
 
 if TYPE_CHECKING:
@@ -36,22 +37,9 @@ GO_ARCH = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm", "armel": "arm", "
            "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
 
 
-def url(address: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            return f"https://[{address}]:{port}"
-    except ValueError:
-        pass
-    return f"https://{address}:{port}"
-
-
 def listen_host(address: str) -> str:
     """etcd binds listen URLs to IPs only: a member known by DNS name listens on all addresses."""
-    try:
-        ipaddress.ip_address(address)
-        return address
-    except ValueError:
-        return "0.0.0.0"
+    return address if is_ip(address) else "0.0.0.0"
 
 
 def _fill(relative_path: str, **values: str | int) -> str:

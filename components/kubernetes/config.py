@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from components.kubernetes.cluster import KubernetesClusterArgs
 from components.kubernetes.render import (
@@ -29,6 +29,7 @@ from components.kubernetes.render import (
     ClusterSettings,
 )
 from components.shared.validation import (
+    NodeLike,
     Problems,
     Section,
     check_address,
@@ -43,15 +44,6 @@ _VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _DOMAIN = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$")
-
-
-class NodeLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def roles(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ Units, scripts and the control-plane gate fragment come from `templates/`. Nothi
 from __future__ import annotations
 
 import base64
-import ipaddress
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 import yaml
 
+from components.shared.addresses import https_url, is_ip
 from components.shared.scripts import ShellValue, render_script, shell_assignment, template
 
 K3S_VERSION = "v1.34.7+k3s1"
@@ -147,22 +147,6 @@ class ApiAddress:
     def url(self) -> str:
         return https_url(self.host, self.port)
 
-
-def https_url(host: str, port: int) -> str:
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            return f"https://[{host}]:{port}"
-    except ValueError:
-        pass
-    return f"https://{host}:{port}"
-
-
-def is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return False
 
 
 def bin_dir_for(facts: Mapping[str, Any]) -> str:

@@ -39,12 +39,12 @@ from components.mesos.docker_hosts import (
     DockerHost,
     check_architecture,
     docker_url,
-    is_ip,
     launcher_flags,
     ssh_options,
 )
 from components.mesos.targets import RESTART_POLICY, MesosTarget, container, pulled_image, volume
 from components.mesos.zookeeper import ZooKeeperContainers, ZooKeeperContainersArgs
+from components.shared.addresses import is_ip
 
 __all__ = ["AGENT_WORK_DIR", "POSIX_LAUNCHER", "RESTART_POLICY", "RETIREMENT", "SUPPORTED_ARCHITECTURE",
            "AgentResources", "DockerHost", "Images", "MesosCluster", "MesosClusterArgs", "MesosTarget",

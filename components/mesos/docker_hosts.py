@@ -7,7 +7,6 @@ of another architecture is refused, naming it, before anything reaches Docker on
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 import pulumi
@@ -15,6 +14,7 @@ import pulumi_docker as docker
 
 from components.mesos.targets import Placement, WorkDir
 from components.nodes.host import Host
+from components.shared.addresses import bracketed
 
 SUPPORTED_ARCHITECTURE = "amd64"
 AGENT_WORK_DIR = "/var/lib/mesos/agent"  # the same path on the host and in the agent's container
@@ -75,18 +75,6 @@ class DockerHost:
 
     def url(self, role: str, port: int) -> str:
         return f"http://{bracketed(self.host.known_address('Mesos'))}:{port}"
-
-
-def is_ip(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return False
-
-
-def bracketed(address: str) -> str:
-    return f"[{address}]" if is_ip(address) and ipaddress.ip_address(address).version == 6 else address
 
 
 def docker_url(target: DockerHost) -> str:

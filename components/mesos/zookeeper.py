@@ -15,8 +15,8 @@ from typing import ClassVar
 import pulumi
 import pulumi_docker as docker
 
-from components.mesos.docker_hosts import bracketed
 from components.mesos.targets import MesosTarget, container, pulled_image, volume
+from components.shared.addresses import bracketed
 
 DATA = "/data"
 DATALOG = "/datalog"

@@ -7,13 +7,24 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 D = TypeVar("D")
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 DNS_LABEL_RULE = "lowercase letters, digits and '-', 1-63 characters, not starting or ending with '-'"
+
+
+class NodeLike(Protocol):
+    """What a recipe's config parser reads of a node."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...  # "": known only once the node exists (a cloud node's: its VM's)
+    @property
+    def roles(self) -> tuple[str, ...]: ...
 
 
 class ConfigError(ValueError):

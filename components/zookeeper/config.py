@@ -12,9 +12,9 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from components.shared.validation import Problems, Section, check_port, check_positive, one_of
+from components.shared.validation import NodeLike, Problems, Section, check_port, check_positive, one_of
 from components.zookeeper.ensemble import (
     DEFAULT_FOUR_LETTER_WORDS,
     FOUR_LETTER_WORDS,
@@ -28,15 +28,6 @@ from components.zookeeper.ensemble import (
 ROLE = "zookeeper"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-
-
-class NodeLike(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def address(self) -> str: ...
-    @property
-    def roles(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ gates): a restart of one server while another server's Pi reboots could cost the
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -42,6 +41,7 @@ import pulumi_command as command
 import pulumi_random as random
 
 from components.nodes.host import Host
+from components.shared.addresses import bracketed
 from components.shared.scripts import remote_invocation, render_script, template
 
 INSTALL_MODES = ("package", "tarball")
@@ -153,13 +153,6 @@ def _fill(relative_path: str, **values: str) -> str:
     return string.Template(template(relative_path)).substitute(values).rstrip("\n")
 
 
-def _bracketed(address: str) -> str:
-    try:
-        return f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-    except ValueError:
-        return address
-
-
 def endpoint(address: str, port: int) -> str:
     """HOST:PORT as the scripts read it (an IPv6 host unbracketed: the port follows the last colon)."""
     return f"{address}:{port}"
@@ -167,12 +160,12 @@ def endpoint(address: str, port: int) -> str:
 
 def connect_string(args: ZooKeeperEnsembleArgs, addresses: Sequence[str]) -> str:
     """The client connect string, `a:2181,b:2181,c:2181`, as ZooKeeper clients take it."""
-    return ",".join(f"{_bracketed(address)}:{args.client_port}" for address in addresses)
+    return ",".join(f"{bracketed(address)}:{args.client_port}" for address in addresses)
 
 
 def server_line(args: ZooKeeperEnsembleArgs, server_id: int, address: str) -> str:
     """One member as ZooKeeper writes it in its dynamic configuration (so a comparison with it is exact)."""
-    return (f"server.{server_id}={_bracketed(address)}:{args.quorum_port}:{args.election_port}:participant;"
+    return (f"server.{server_id}={bracketed(address)}:{args.quorum_port}:{args.election_port}:participant;"
             f"0.0.0.0:{args.client_port}")
 
 

@@ -10,10 +10,9 @@ the `__provider` input, then
 - `Create(props)` for a new resource; `Diff(id, old outputs, news)` for an existing one: no changes -> same,
   `replaces` -> replace, else update.
 
-ExecutingMocks runs an emulated in-place update as "new inputs, previous outputs kept" without calling the
-provider's `update`: right for providers whose `update` returns the new inputs as outputs (guards such as the
-store's RingGuard and the local stack's etcd membership guard), not for others; `delete` is not called (ExecutingMocks
-calls only command deletes and its subclasses' own). The provider's `id` is kept in the outputs as `__id`.
+- `Update(id, old outputs, news)` for an in-place change, `Delete(id, old outputs)` when the resource is
+  replaced or gone (ExecutingMocks calls them through the `update`/`delete` hooks of its emulator protocol).
+The provider's `id` is kept in the outputs as `__id` (ExecutingMocks reports it as the resource's id).
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ from typing import Any
 
 import dill  # what pulumi.dynamic pickles providers with
 
-from tests.harness.executing import Change
+from tests.harness.executing import ID_KEY, Change
 
 PROVIDER_KEY = "__provider"
-ID_KEY = "__id"
 
 
 class DynamicCheckFailed(RuntimeError):
@@ -50,6 +48,16 @@ class DynamicEmulator:
         if diff.changes is False or (diff.changes is None and old_inputs == inputs):  # None: the engine compares
             return "same"
         return "replace" if diff.replaces else "update"
+
+
+    def update(self, typ: str, old_outputs: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+        provider = _provider(inputs)
+        news = _check(typ, provider, old_outputs, inputs)
+        updated = provider.update(str(old_outputs.get(ID_KEY, "")), old_outputs, news)
+        return {**(updated.outs or {}), ID_KEY: old_outputs.get(ID_KEY), PROVIDER_KEY: inputs[PROVIDER_KEY]}
+
+    def delete(self, typ: str, old_outputs: dict[str, Any]) -> None:
+        _provider(old_outputs).delete(str(old_outputs.get(ID_KEY, "")), old_outputs)
 
 
 def _provider(inputs: dict[str, Any]) -> Any:

@@ -59,6 +59,23 @@ class Planner(Protocol):
              inputs: dict[str, Any]) -> Change: ...
 
 
+@runtime_checkable
+class Updater(Protocol):
+    """An emulator whose provider updates in place: (type, stored outputs, new inputs) -> new outputs."""
+
+    def update(self, typ: str, old_outputs: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Deleter(Protocol):
+    """An emulator whose provider deletes what it created: (type, stored outputs)."""
+
+    def delete(self, typ: str, old_outputs: dict[str, Any]) -> None: ...
+
+
+ID_KEY = "__id"  # an emulator's outputs may carry the provider's resource id under this key
+
+
 class StepNotStarted(RuntimeError):
     """A resource registered after a step failed: the engine starts no new step then."""
 
@@ -192,7 +209,8 @@ class ExecutingMocks(RecordingMocks):
         # Inputs go back with their secret markers: a secret input stays a secret output; the outputs the
         # registration names in additionalSecretOutputs are wrapped, as the engine does.
         wire_outputs = {**outputs, **dict(args.inputs)}
-        return f"{args.name}-id", mark_secret_outputs(wire_outputs, registration)
+        resource_id = str(outputs.get(ID_KEY) or f"{args.name}-id")
+        return resource_id, mark_secret_outputs(wire_outputs, registration)
 
     def run_failed(self, error: BaseException) -> BaseException:
         """Called by `program.run_program` when the run raised `error`: the run has no delete phase. Returns
@@ -284,7 +302,10 @@ class ExecutingMocks(RecordingMocks):
         if typ == _COPY:
             self._guarded(typ, name, inputs, lambda: _upload(inputs))
             return dict(inputs)
-        if typ not in _RUNNERS:  # an emulated in-place update: new inputs, computed outputs kept
+        if typ not in _RUNNERS:  # an emulated in-place update: the provider's, else new inputs + kept outputs
+            emulator = self._emulator(typ)
+            if isinstance(emulator, Updater):
+                return {**inputs, **self._guarded(typ, name, inputs, lambda: emulator.update(typ, old.outputs, inputs))}
             return {**old.outputs, **inputs}
         command = inputs.get("update") or inputs.get("create")
         if not command:  # the provider keeps the previous outputs when there is nothing to run
@@ -296,6 +317,9 @@ class ExecutingMocks(RecordingMocks):
         if old.type in _RUNNERS and old.outputs.get("delete"):
             self._run(old.type, old.name, old.outputs, old.outputs["delete"],
                       _previous_output_env(old.outputs, old.outputs))
+        emulator = None if old.type in _RUNNERS or old.type == _COPY else self._emulator(old.type)
+        if isinstance(emulator, Deleter):
+            self._guarded(old.type, old.name, old.outputs, lambda: emulator.delete(old.type, old.outputs))
 
     def _run(self, typ: str, name: str, inputs: dict[str, Any], command: str | None,
              previous_output: dict[str, str]) -> dict[str, str]:

@@ -182,6 +182,32 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return matches[0]
 
 
+def waits_for(mocks: RecordingMocks) -> dict[str, set[str]]:
+    """Per resource name: every resource it waits for, directly or through others. Waiting for a component
+    means waiting for everything under it (the SDK expands a component in `depends_on` to its children)."""
+    by_urn = {r.urn: r for r in mocks.resources}
+    children: dict[str, list[str]] = {}
+    for r in mocks.resources:
+        if r.parent in by_urn:
+            children.setdefault(r.parent, []).append(r.urn)
+    done: dict[str, set[str]] = {}
+
+    def under(urn: str) -> set[str]:
+        return {urn}.union(*(under(child) for child in children.get(urn, [])))
+
+    def reach(urn: str) -> set[str]:
+        if urn not in done:
+            done[urn] = set()  # a cycle would show up as a missing dependency, never as a hang
+            found: set[str] = set()
+            for dependency in by_urn[urn].registration.dependencies:
+                for waited in under(dependency) if dependency in by_urn else ():
+                    found |= {waited} | reach(waited)
+            done[urn] = found
+        return done[urn]
+
+    return {by_urn[urn].name: {by_urn[d].name for d in reach(urn)} for urn in by_urn}
+
+
 def mark_secret_outputs(outputs: dict[str, Any], registration: Registration) -> dict[str, Any]:
     """The engine wraps the outputs a registration names in `additionalSecretOutputs` as secrets (SDKs such as
     pulumi-random's mark `result` that way); mocks must too, or a leak of such a value would look harmless."""

@@ -97,13 +97,22 @@ def set_host_link(host: str, up: bool) -> None:
 
 
 def delete_link(name: str) -> None:
+    """Delete a link unless it is gone; a veth also goes when its peer's netns does (asynchronously)."""
     if name in list_links():
-        ip("link", "del", name)
+        _ignore_vanished("link", "del", name)
 
 
 def delete_netns(name: str) -> None:
     if name in list_netns():
-        ip("netns", "del", name)
+        _ignore_vanished("netns", "del", name)
+
+
+def _ignore_vanished(*args: str) -> None:
+    try:
+        ip(*args)
+    except NetworkError as error:
+        if "Cannot find device" not in str(error) and "No such file" not in str(error):
+            raise
 
 
 def delete_host_network(host: str) -> None:

@@ -23,7 +23,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def boot_fleet(names: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
+# A login user `pi` with the test key and passwordless sudo, as Raspberry Pi OS sets one up: the recipes then run
+# their steps through `sudo -n`, as they do on real Pis and cloud images.
+ADD_PI_USER = (
+    "useradd --create-home --shell /bin/bash pi && install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
+    "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/authorized_keys && "
+    "echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd && chmod 0440 /etc/sudoers.d/010_pi-nopasswd"
+)
+
+
+def boot_fleet(names: list[str], tmp_path_factory: pytest.TempPathFactory, *,
+               pi_user: bool = False) -> Iterator[HostFleet]:
     workdir: Path = tmp_path_factory.mktemp("fleet")
     with HostFleet(names=names, workdir=workdir) as fleet:
+        if pi_user:
+            for host in fleet:
+                host.run(ADD_PI_USER)
         yield fleet

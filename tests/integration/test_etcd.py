@@ -44,6 +44,7 @@ from tests.harness.program import run_program
 from tests.harness.tls import TlsEmulator, emulate_tls
 from tests.infra.hosts import HostFleet, TestHost
 from tests.integration.conftest import boot_fleet
+from tests.integration.etcd_writer import EtcdWriter
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("etcdctl") is None, reason="needs etcdctl (Debian etcd-client)")]
@@ -58,19 +59,11 @@ NUMBERS: dict[str, Any] = {}
 
 # Like Raspberry Pi OS: the program logs in as `pi` and runs every step through `sudo -n`.
 LOGIN_USER = "pi"
-ADD_LOGIN_USER = (
-    "useradd --create-home --shell /bin/bash pi && install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
-    "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/authorized_keys && "
-    "echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd && chmod 0440 /etc/sudoers.d/010_pi-nopasswd"
-)
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
-    for fleet in boot_fleet([*HOSTS, SPARE], tmp_path_factory):
-        for host in fleet:
-            host.run(ADD_LOGIN_USER)
-        yield fleet
+    yield from boot_fleet([*HOSTS, SPARE], tmp_path_factory, pi_user=True)
     print("\netcd numbers:", json.dumps(NUMBERS, indent=1))
 
 
@@ -173,56 +166,15 @@ class Stack:
         raise AssertionError(f"no leader in {status}")
 
 
-# A put can fail without having been applied while a member restarts: its connection to the stopping member
-# breaks ("missing content-type", connection refused), or, during a leadership hand-off, Raft drops the
-# proposals that reach the transferring leader (raft.go stepLeader: "transfer leadership ... is in progress;
-# dropping proposal") and a follower that forwarded one waits for it until the client's deadline. A client
-# retries such a put (writing the same value again is harmless); the Writer retries once and records it.
-class Writer(threading.Thread):
-    """Puts numbered keys, one etcdctl process per write, recording acknowledgements and failures; a failed
-    put is retried once (`retried` records those), unless `retry` is off."""
+class Writer(EtcdWriter):
+    """Puts numbered keys through `endpoints` (tests/integration/etcd_writer.py: one retry, unless `retry` is off)."""
 
     def __init__(self, stack: Stack, prefix: str, endpoints: str, timeout: str = "3s", retry: bool = True):
-        super().__init__(daemon=True)
-        self.stack, self.prefix, self.endpoints, self.timeout = stack, prefix, endpoints, timeout
-        self.retry = retry
-        self.acked: list[tuple[float, str]] = []  # (acknowledged at, key)
-        self.started: dict[str, float] = {}  # key -> when its put started
-        self.failed: list[tuple[float, str]] = []
-        self.retried: list[tuple[float, str]] = []  # first attempts that lost their connection
-        self.failures: list[tuple[float, float, str]] = []  # (started, ended, full stderr), for diagnosis
-        self.halt = threading.Event()
+        super().__init__(prefix, retry)
+        self.stack, self.endpoints, self.timeout = stack, endpoints, timeout
 
     def put(self, key: str, value: str) -> subprocess.CompletedProcess[str]:
         return self.stack.etcdctl("put", key, value, endpoints=self.endpoints, timeout=self.timeout, check=False)
-
-    def run(self) -> None:
-        index = 0
-        while not self.halt.is_set():
-            key = f"{self.prefix}/{index:06d}"
-            started = self.started[key] = time.monotonic()
-            done = self.put(key, str(index))
-            if self.retry and done.returncode != 0:
-                self.retried.append((started, done.stderr.strip().splitlines()[-1][-200:] if done.stderr else ""))
-                done = self.put(key, str(index))
-            if done.returncode == 0 and done.stdout.strip() == "OK":
-                self.acked.append((time.monotonic(), key))
-            else:
-                self.failed.append((started, done.stderr.strip()[-300:]))
-                self.failures.append((started, time.monotonic(), done.stderr))
-            index += 1
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=30)
-
-    def slowest_put(self) -> float:
-        """The longest time an acknowledged put took, in seconds."""
-        return round(max((t - self.started[key] for t, key in self.acked), default=0.0), 2)
-
-    def first_ack_after(self, moment: float) -> float:
-        """When the first write started after `moment` was acknowledged."""
-        return min(t for t, key in self.acked if self.started[key] > moment)
 
 
 ACKED: list[str] = []  # every acknowledged key of every writer, read back at the end

@@ -58,13 +58,6 @@ SECOND_UPGRADE = "v1.34.9+k3s1"
 LOG = "/var/log/cookbook-standin.jsonl"
 NUMBERS: dict[str, Any] = {}
 LOGIN_USER = "pi"  # like Raspberry Pi OS: every step runs through `sudo -n`
-ADD_LOGIN_USER = (
-    "useradd --create-home --shell /bin/bash pi && install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
-    "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/authorized_keys && "
-    "echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd && chmod 0440 /etc/sudoers.d/010_pi-nopasswd"
-)
-
-
 
 
 @dataclass
@@ -83,10 +76,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Artifacts:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
-    for fleet in boot_fleet(HOSTS, tmp_path_factory):
-        for host in fleet:
-            host.run(ADD_LOGIN_USER)
-        yield fleet
+    yield from boot_fleet(HOSTS, tmp_path_factory, pi_user=True)
     print("\nkubernetes numbers:", json.dumps(NUMBERS, indent=1))
 
 

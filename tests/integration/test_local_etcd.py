@@ -26,7 +26,6 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +36,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.harness.docker_emulator import DockerMocks
-from tests.harness.executing import StackState
 from tests.harness.program import run_program
 from tests.harness.tls import emulate_tls
-from tests.infra import network
 from tests.infra.docker_engine import DOCKER, DOCKERD, DockerEngine
 from tests.infra.rootfs import STANDARD_PATH, _exclusive_lock, cache_dir, ensure_apt_repo, ensure_rootfs, recipe_hash
+from tests.integration.local_engine import EngineSetup as Setup
+from tests.integration.local_engine import engine_setup
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which(DOCKERD) is None, reason="needs dockerd (Debian docker.io)")]
@@ -121,42 +120,9 @@ def import_image(engine: DockerEngine) -> None:
 
 
 # --- the engine and the stack -----------------------------------------------------------------------------
-@dataclass
-class Setup:
-    engine: DockerEngine
-    workdir: Path
-    state: StackState = field(default_factory=StackState)
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def netns(self) -> str:
-        return network.netns_path(ENGINE_HOST)
-
-    def docker(self, *args: str) -> str:
-        return self.engine.docker(*args).stdout.decode().strip()
-
-    def inspect(self, name: str) -> dict[str, Any]:
-        return dict(json.loads(self.docker("inspect", name))[0])
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    name = network.netns_name(ENGINE_HOST)
-    network.delete_netns(name)  # a killed earlier run's
-    network.ip("netns", "add", name)
-    network.ip("-n", name, "link", "set", "lo", "up")
-    workdir = tmp_path_factory.mktemp("local")
-    engine = DockerEngine(ENGINE_HOST, workdir / "docker", bridge=True)
-    try:
-        engine.start()
-        started = time.monotonic()
-        import_image(engine)
-        NUMBERS["image_build_or_load_seconds"] = round(time.monotonic() - started, 1)
-        yield Setup(engine, workdir)
-    finally:
-        engine.stop()
-        network.delete_netns(name)
-        print("\nlocal etcd numbers:", json.dumps(NUMBERS, indent=1))
+    yield from engine_setup(ENGINE_HOST, tmp_path_factory, import_image, NUMBERS, "local etcd")
 
 
 def up(setup: Setup, program: Callable[[], None] | None = None) -> DockerMocks:

@@ -18,8 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -32,11 +30,10 @@ from components.local.mesos import MARATHON_PORT, MASTER_PORT, LocalMesosArgs, c
 from components.mesos.cluster import Images, zookeeper_containers_args
 from components.mesos.zookeeper import ZooKeeperContainers
 from tests.harness.docker_emulator import DockerMocks
-from tests.harness.executing import StackState
 from tests.harness.program import run_program
-from tests.infra import network
 from tests.infra.docker_engine import DOCKERD, ZOOKEEPER_IMAGE, DockerEngine
-from tests.infra.rootfs import STANDARD_PATH
+from tests.integration.local_engine import EngineSetup as Setup
+from tests.integration.local_engine import engine_setup
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which(DOCKERD) is None, reason="needs dockerd (Debian docker.io)")]
@@ -84,45 +81,10 @@ def program() -> None:
     pulumi.export("connect_string", ensemble.connect_string)
 
 
-@dataclass
-class Setup:
-    engine: DockerEngine
-    workdir: Path
-    state: StackState = field(default_factory=StackState)
-
-    @property
-    def netns(self) -> str:
-        return network.netns_path(ENGINE_HOST)
-
-    def docker(self, *args: str) -> str:
-        return self.engine.docker(*args).stdout.decode().strip()
-
-    def inspect(self, name: str) -> dict[str, Any]:
-        return dict(json.loads(self.docker("inspect", name))[0])
-
-    def in_netns(self, *argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["nsenter", f"--net={self.netns}", *argv], capture_output=True, text=True, timeout=90,
-                              env={"PATH": STANDARD_PATH}, check=False)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    name = network.netns_name(ENGINE_HOST)
-    network.delete_netns(name)  # a killed earlier run's
-    network.ip("netns", "add", name)
-    network.ip("-n", name, "link", "set", "lo", "up")
-    workdir = tmp_path_factory.mktemp("local-mesos")
-    engine = DockerEngine(ENGINE_HOST, workdir / "docker", bridge=True)
-    try:
-        engine.start()
-        started = time.monotonic()
-        engine.load_zookeeper_image()
-        NUMBERS["image_build_or_load_seconds"] = round(time.monotonic() - started, 1)
-        yield Setup(engine, workdir)
-    finally:
-        engine.stop()
-        network.delete_netns(name)
-        print("\nlocal mesos (zookeeper) numbers:", json.dumps(NUMBERS, indent=1))
+    yield from engine_setup(ENGINE_HOST, tmp_path_factory, DockerEngine.load_zookeeper_image, NUMBERS,
+                            "local mesos (zookeeper)")
 
 
 def up(setup: Setup, run: Callable[[], None] = program) -> tuple[DockerMocks, dict[str, Any]]:

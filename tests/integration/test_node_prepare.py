@@ -20,6 +20,7 @@ from components.nodes.host import parse_facts
 from tests.harness import ssh
 from tests.harness.executing import ExecutingMocks, StackState
 from tests.harness.program import run_program
+from tests.harness.readme import readme_block
 from tests.infra.hosts import HostFleet
 from tests.integration.conftest import boot_fleet
 from tests.integration.node_pis import PI_CMDLINE, boot_as_if_without, emulate_pi, running_cmdline
@@ -224,24 +225,24 @@ def test_a_flag_in_the_file_but_not_in_the_running_kernel_reboots(fleet: HostFle
 
 def test_a_sudo_that_asks_for_a_password_fails_with_how_to_allow_it(fleet: HostFleet,
                                                                     first_run: dict[str, Any]) -> None:
-    """Like a Raspberry Pi OS image whose first user needs a password for sudo."""
+    """Like a Raspberry Pi OS image whose first user `pi` needs a password for sudo; the README's fix, run
+    as written on the host, makes the next run work."""
     host = fleet["t2"]
-    host.run("useradd --create-home --shell /bin/bash --password \"$(openssl passwd -6 secret)\" deploy && "
-             "install -d -m 0700 -o deploy -g deploy /home/deploy/.ssh && "
-             "install -m 0600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/ && "
-             "echo 'deploy ALL=(ALL) ALL' >/etc/sudoers.d/010_deploy && chmod 0440 /etc/sudoers.d/010_deploy")
+    host.run("useradd --create-home --shell /bin/bash --password \"$(openssl passwd -6 secret)\" pi && "
+             "install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
+             "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/ && "
+             "echo 'pi ALL=(ALL) ALL' >/etc/sudoers.d/010_pi && chmod 0440 /etc/sudoers.d/010_pi")
     config = stack_config(fleet)
-    config["nodes"] = [{**config["nodes"][1], "name": "node-deploy", "user": "deploy"}]
+    config["nodes"] = [{**config["nodes"][1], "name": "node-pi", "user": "pi"}]
     with pytest.raises(Exception) as failure:
         up(ExecutingMocks(StackState()), config)
     message = str(failure.value)
-    assert "node-deploy-prepare" in message and host.address in message
-    assert "error: deploy cannot run sudo without a password here, and every step runs through `sudo -n`." in message
-    assert "echo 'deploy ALL=(ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/010_deploy-nopasswd" in message
+    assert "node-pi-prepare" in message and host.address in message
+    assert "error: pi cannot run sudo without a password here, and every step runs through `sudo -n`." in message
+    assert "echo 'pi ALL=(ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/010_pi-nopasswd" in message
     assert host.read_file("/etc/hostname").strip() == "node-b"  # nothing ran
-    # The fix the message gives works.
-    host.run("echo 'deploy ALL=(ALL) NOPASSWD: ALL' | tee /etc/sudoers.d/010_deploy-nopasswd >/dev/null && "
-             "chmod 0440 /etc/sudoers.d/010_deploy-nopasswd && visudo -cf /etc/sudoers.d/010_deploy-nopasswd")
+    # The README's fix, as written (run by an administrator on the host; root's sudo needs no password).
+    host.run(readme_block("allow-sudo-n"))
     config["nodes"] = [{**config["nodes"][0], "name": "node-b"}]
     up(ExecutingMocks(StackState()), config)
 

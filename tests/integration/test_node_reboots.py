@@ -30,6 +30,7 @@ from tests.harness.program import run_program
 from tests.harness.tls import emulate_tls
 from tests.infra.hosts import HostFleet
 from tests.integration.conftest import boot_fleet
+from tests.integration.etcd_writer import EtcdWriter
 from tests.integration.node_pis import TimedMocks, boot_as_if_without, emulate_pi, running_cmdline, window
 
 pytestmark = [pytest.mark.integration,
@@ -38,18 +39,12 @@ pytestmark = [pytest.mark.integration,
 PIS = {"r1": "pi-1", "r2": "pi-2", "r3": "pi-3"}  # host -> node name, in node order
 CGROUP_FLAGS = ["cgroup_memory=1", "cgroup_enable=memory"]
 NUMBERS: dict[str, Any] = {}
-ADD_LOGIN_USER = (
-    "useradd --create-home --shell /bin/bash pi && install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
-    "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/authorized_keys && "
-    "echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd && chmod 0440 /etc/sudoers.d/010_pi-nopasswd"
-)
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
-    for fleet in boot_fleet(list(PIS), tmp_path_factory):
+    for fleet in boot_fleet(list(PIS), tmp_path_factory, pi_user=True):
         for host in fleet:
-            host.run(ADD_LOGIN_USER)
             emulate_pi(host)
         yield fleet
     print("\nnode reboot numbers:", json.dumps(NUMBERS, indent=1))
@@ -105,28 +100,16 @@ class Stack:
                               timeout=60, check=False)
 
 
-class Writer(threading.Thread):
-    """Puts numbered keys through all three endpoints, one etcdctl per write, recording every failure."""
+class Writer(EtcdWriter):
+    """Puts numbered keys through all three endpoints (tests/integration/etcd_writer.py: a put whose connection
+    broke because its member went down for the reboot is retried once, as etcd clients do)."""
 
     def __init__(self, stack: Stack, prefix: str):
-        super().__init__(daemon=True)
-        self.stack, self.prefix = stack, prefix
-        self.acked: list[str] = []
-        self.failed: list[str] = []
-        self.halt = threading.Event()
+        super().__init__(prefix)
+        self.stack = stack
 
-    def run(self) -> None:
-        index = 0
-        while not self.halt.is_set():
-            key = f"{self.prefix}/{index:06d}"
-            done = self.stack.etcdctl("put", key, str(index), timeout="3s")
-            (self.acked if done.returncode == 0 and done.stdout.strip() == "OK" else self.failed).append(
-                key if done.returncode == 0 else f"{key}: {done.stderr.strip()[-200:]}")
-            index += 1
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(timeout=30)
+    def put(self, key: str, value: str) -> subprocess.CompletedProcess[str]:
+        return self.stack.etcdctl("put", key, value, timeout="3s")
 
 
 class QuorumMonitor(threading.Thread):
@@ -216,7 +199,7 @@ def test_a_new_flag_reboots_the_pis_one_at_a_time_under_an_etcd_writer(fleet: Ho
     time.sleep(1)
     writer.stop()
     monitor.stop()
-    NUMBERS["flag_change_writes"] = {"acked": len(writer.acked), "failed": len(writer.failed)}
+    NUMBERS["flag_change_writes"] = writer.counts()
     NUMBERS["flag_change_members_answering"] = {n: monitor.answering.count(n) for n in sorted(set(monitor.answering))}
     # Never two members down at once (and the monitor did see members go down).
     assert min(monitor.answering) == 2, monitor.answering
@@ -229,7 +212,7 @@ def test_a_new_flag_reboots_the_pis_one_at_a_time_under_an_etcd_writer(fleet: Ho
         assert "gates passed before the reboot: etcd" in step_stdout(stack, f"{name}-reboot")
         assert "gates passed after the reboot: etcd" in step_stdout(stack, f"{name}-await-boot")
     # Every acknowledged write survived the rolling reboot.
-    for key in writer.acked[:: max(1, len(writer.acked) // 25)]:
+    for _, key in writer.acked[:: max(1, len(writer.acked) // 25)]:
         assert stack.etcdctl("get", key, "--print-value-only").stdout.strip() == str(int(key.rsplit("/", 1)[1]))
     assert stack.etcdctl("endpoint", "health", "--cluster").returncode == 0
 
@@ -250,7 +233,7 @@ def test_a_prepare_run_that_finds_a_flag_not_running_reboots(fleet: HostFleet, s
     time.sleep(1)
     writer.stop()
     monitor.stop()
-    NUMBERS["drift_writes"] = {"acked": len(writer.acked), "failed": len(writer.failed)}
+    NUMBERS["drift_writes"] = writer.counts()
     assert min(monitor.answering) == 2, monitor.answering
     assert writer.failed == []
     assert_one_at_a_time(mocks)

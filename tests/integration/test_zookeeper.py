@@ -46,13 +46,6 @@ IDS = {"zk-a": 1, "zk-b": 2, "zk-c": 3, "zk-d": 4, "zk-e": 5, "zk-f": 6, "zk-g":
 SERVICE = "cookbook-zookeeper"
 NUMBERS: dict[str, Any] = {}
 LOGIN_USER = "pi"  # like Raspberry Pi OS: every step runs through `sudo -n`
-ADD_LOGIN_USER = (
-    "useradd --create-home --shell /bin/bash pi && install -d -m 0700 -o pi -g pi /home/pi/.ssh && "
-    "install -m 0600 -o pi -g pi /root/.ssh/authorized_keys /home/pi/.ssh/authorized_keys && "
-    "echo 'pi ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/010_pi-nopasswd && chmod 0440 /etc/sudoers.d/010_pi-nopasswd"
-)
-
-
 
 
 def four_letter(address: str, word: str, port: int = 2181) -> str:
@@ -78,10 +71,7 @@ def mode(address: str) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostFleet]:
-    for fleet in boot_fleet(HOSTS, tmp_path_factory):
-        for host in fleet:
-            host.run(ADD_LOGIN_USER)
-        yield fleet
+    yield from boot_fleet(HOSTS, tmp_path_factory, pi_user=True)
     print("\nzookeeper numbers:", json.dumps(NUMBERS, indent=1))
 
 
@@ -587,6 +577,7 @@ def test_a_dead_server_is_removed_and_replaced(stack: Stack) -> None:
 # Run on a host with the Debian package: lays out lib/ (zookeeper.jar and the jars its manifest lists) and conf/.
 _RELEASE_BUILDER = """
 import pathlib, shutil, tarfile, zipfile
+
 
 def class_path(jar):
     manifest = zipfile.ZipFile(jar).read("META-INF/MANIFEST.MF").decode().replace("\\r\\n", "\\n")

@@ -17,7 +17,7 @@ import pytest
 from components.cloud.fleet import security_rules
 from tests.harness.fixtures import FAKE_SECRETS, evaluate_stack
 from tests.harness.program import SECRET_SIG, load_stack_config, run_program
-from tests.harness.recording import RecordingMocks, fake_cloud_address, fake_ed25519, plain_strings
+from tests.harness.recording import RecordingMocks, fake_cloud_address, fake_ed25519, plain_strings, waits_for
 from tests.unit.cloud_support import (
     API_KEY,
     API_SECRET,
@@ -129,28 +129,6 @@ def test_an_unknown_image_stops_the_run_before_any_vm(cloud: FakeCloudStack) -> 
 # --- phase 2: VMs -> hosts -> etcd -> Kubernetes, in one program -----------------------------------------------
 NUMBERS: dict[str, Any] = {}
 CLOUD_NODES = [*(f"etcd-{i}" for i in (1, 2, 3)), *(f"k8s-{i}" for i in range(1, 6))]
-
-
-def waits_for(mocks: RecordingMocks) -> dict[str, set[str]]:
-    """Per resource name: every resource it waits for, directly or through others (a component in
-    `depends_on` stands for everything under it, as the SDK expands it)."""
-    by_urn = {r.urn: r for r in mocks.resources}
-    children: dict[str, list[str]] = {}
-    for resource in mocks.resources:
-        children.setdefault(resource.parent or "", []).append(resource.urn)
-    found: dict[str, set[str]] = {}
-
-    def under(urn: str) -> set[str]:
-        return {urn}.union(*(under(child) for child in children.get(urn, [])))
-
-    def reach(urn: str) -> set[str]:
-        if urn not in found:
-            found[urn] = set()
-            waited = {w for d in by_urn[urn].registration.dependencies if d in by_urn for w in under(d)}
-            found[urn] = waited.union(*(reach(w) for w in waited))
-        return found[urn]
-
-    return {by_urn[urn].name: {by_urn[w].name for w in reach(urn)} for urn in by_urn}
 
 
 def boot_files(vm: Any) -> dict[str, str]:

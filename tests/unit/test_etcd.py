@@ -27,7 +27,7 @@ from components.shared.validation import ConfigError
 from components.stack import parse_stack_config
 from tests.harness.fixtures import FAKE_PRIVATE_KEY
 from tests.harness.program import ROOT, RecordingMonitor, run_program
-from tests.harness.recording import RecordingMocks, plain_strings, unwrap_secrets
+from tests.harness.recording import RecordingMocks, plain_strings, unwrap_secrets, waits_for
 from tests.harness.tls import emulate_tls
 from tests.harness.validators import shellcheck_findings, systemd_verify
 from tools.offline import run as offline_run
@@ -716,28 +716,6 @@ def test_the_readme_documents_exactly_the_etcd_config_keys() -> None:
 
 
 # --- ordering against the node layer's reboots ----------------------------------------------------------
-def waits_for(mocks: RecordingMocks) -> dict[str, set[str]]:
-    """Per resource name: every resource it waits for, directly or through others (a component in
-    `depends_on` stands for everything under it, as the SDK expands it)."""
-    by_urn = {r.urn: r for r in mocks.resources}
-    children: dict[str, list[str]] = {}
-    for resource in mocks.resources:
-        children.setdefault(resource.parent or "", []).append(resource.urn)
-    found: dict[str, set[str]] = {}
-
-    def under(urn: str) -> set[str]:
-        return {urn}.union(*(under(child) for child in children.get(urn, [])))
-
-    def reach(urn: str) -> set[str]:
-        if urn not in found:
-            found[urn] = set()
-            waited = {w for d in by_urn[urn].registration.dependencies if d in by_urn for w in under(d)}
-            found[urn] = waited.union(*(reach(w) for w in waited))
-        return found[urn]
-
-    return {by_urn[urn].name: {by_urn[w].name for w in reach(urn)} for urn in by_urn}
-
-
 def test_no_member_step_runs_while_another_members_pi_reboots() -> None:
     """Audit: an `up` that adds a kernel flag and changes an etcd setting reboots the Pis one at a time (the
     node layer's chain), and must not restart any member before every member's Pi is back (up to its

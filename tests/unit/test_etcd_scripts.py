@@ -15,7 +15,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 from components.etcd import cluster as etcd
 from components.etcd import render
 from components.shared.scripts import render_script
+from tests.unit.script_fakes import FakeCommands
 
 ARGS = etcd.EtcdClusterArgs(members=[], bootstrap=["a", "b", "c"], snapshot_retention=2)
 
@@ -189,46 +189,16 @@ json.dump(state, open(state_path, "w"))
 '''
 
 
-@dataclass
-class Fakes:
-    """A directory of fake commands sharing one state; `run` executes a rendered script with them."""
-
-    root: Path
-
-    @property
-    def state_path(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = json.loads(self.state_path.read_text())
-        return state
-
-    def set_state(self, **values: Any) -> None:
-        self.state_path.write_text(json.dumps({**self.state(), **values}))
-
-    def calls(self) -> list[str]:
-        path = self.root / "calls"
-        return path.read_text().splitlines() if path.exists() else []
-
-    def run(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": f"{self.bin}:/usr/bin:/bin", "FAKE_STATE": str(self.state_path),
-               "FAKE_CALLS": str(self.root / "calls")}
-        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+class Fakes(FakeCommands):
+    """Fake etcdctl, systemctl and apt sharing one state; `run` executes a rendered script with them."""
 
 
 @pytest.fixture
 def fakes(tmp_path: Path) -> Fakes:
     fakes = Fakes(tmp_path)
-    fakes.bin.mkdir()
     for name, source in (("etcdctl", FAKE_ETCDCTL), ("systemctl", FAKE_SYSTEMCTL), ("apt-get", FAKE_APT),
                          ("dpkg-query", FAKE_APT)):
-        (fakes.bin / name).write_text(f"#!{sys.executable}\n{source}")
-        (fakes.bin / name).chmod(0o755)
+        fakes.add(name, f"#!{sys.executable}\n{source}")
     fakes.state_path.write_text(json.dumps({"members": [], "status": {"member_id": "1", "leader": "1",
                                                                        "db_size": 4096}}))
     return fakes
@@ -362,7 +332,7 @@ def test_a_join_adopts_its_unstarted_learner_left_by_a_killed_run(fakes: Fakes) 
 # --- the health gates ------------------------------------------------------------------------------------
 def run_function(fakes: Fakes, fragments: list[str], params: dict[str, Any], call: str,
                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return fakes.run(render_script(fragments, {**common_params(fakes), **params}) + call + "\n", timeout)
+    return fakes.run(render_script(fragments, {**common_params(fakes), **params}) + call + "\n", timeout=timeout)
 
 
 @pytest.mark.parametrize(("members", "down", "healthy"), [

@@ -23,7 +23,14 @@ from components.nodes.gates import gate_params
 from components.shared import pki
 from tests.harness.fixtures import FAKE_PRIVATE_KEY, evaluate_stack
 from tests.harness.program import ROOT, run_program
-from tests.harness.recording import FAKE_FACTS, FAKE_K3S_KUBECONFIG, RecordingMocks, plain_strings, unwrap_secrets
+from tests.harness.recording import (
+    FAKE_FACTS,
+    FAKE_K3S_KUBECONFIG,
+    RecordingMocks,
+    plain_strings,
+    unwrap_secrets,
+    waits_for,
+)
 from tests.harness.tls import emulate_tls
 from tests.harness.validators import shellcheck_findings, systemd_verify
 
@@ -81,32 +88,6 @@ def dependencies(mocks: RecordingMocks) -> dict[str, set[str | None]]:
     return {r.name: {by_urn.get(d) for d in r.registration.dependencies} for r in mocks.resources}
 
 
-def closure(mocks: RecordingMocks) -> dict[str, set[str]]:
-    """Per resource name: every resource it waits for, directly or through others. Waiting for a component
-    means waiting for everything under it (the SDK expands a component in `depends_on` to its children)."""
-    by_urn = {r.urn: r for r in mocks.resources}
-    children: dict[str, list[str]] = {}
-    for r in mocks.resources:
-        if r.parent in by_urn:
-            children.setdefault(r.parent, []).append(r.urn)
-    done: dict[str, set[str]] = {}
-
-    def under(urn: str) -> set[str]:
-        return {urn}.union(*(under(child) for child in children.get(urn, [])))
-
-    def reach(urn: str) -> set[str]:
-        if urn not in done:
-            done[urn] = set()  # a cycle would show up as a missing dependency, never as a hang
-            found: set[str] = set()
-            for dependency in by_urn[urn].registration.dependencies:
-                for waited in under(dependency) if dependency in by_urn else ():
-                    found |= {waited} | reach(waited)
-            done[urn] = found
-        return done[urn]
-
-    return {by_urn[urn].name: {by_urn[d].name for d in reach(urn)} for urn in by_urn}
-
-
 def script_of(resource_inputs: dict[str, Any]) -> str:
     """The bash script a remote command runs (`[sudo -n] bash -c SCRIPT`)."""
     words = shlex.split(resource_inputs["create"])
@@ -152,12 +133,12 @@ def test_no_k3s_step_runs_while_another_kubernetes_host_reboots() -> None:
     roles = {"cp-a": ["etcd", "control-plane"], "cp-b": ["control-plane"], "cp-c": ["etcd", "control-plane"],
              "w-a": ["etcd", "worker"], "w-b": ["worker"]}
     mocks = evaluate(stack_config(roles, kind="pi"))
-    waits_for = closure(mocks)
+    waited = waits_for(mocks)
     steps = [r.name for r in mocks.of_type("command:remote:Command")
              if r.name.startswith(("kubernetes-server-", "kubernetes-agent-"))]
     assert len(steps) == 5
     concurrent = sorted((step, host) for step in steps for host in roles
-                        if not {f"{host}-reboot", f"{host}-await-boot"} <= waits_for[step])
+                        if not {f"{host}-reboot", f"{host}-await-boot"} <= waited[step])
     assert concurrent == []
 
 

@@ -14,13 +14,12 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from components.zookeeper import ensemble as zk
+from tests.unit.script_fakes import FakeCommands
 
 PASSWORD = "s3cretPassw0rdForTheSuperUser123"
 IDS = {"zk-a": 1, "zk-b": 2, "zk-c": 3, "zk-d": 4, "zk-e": 5}
@@ -156,31 +155,13 @@ exec /usr/bin/install "${args[@]}"
 """
 
 
-@dataclass
-class Fakes:
-    root: Path
+class Fakes(FakeCommands):
+    """Fake timeout (four-letter words), systemctl and install sharing one state; scripts read the password on
+    stdin."""
 
-    @property
-    def state_path(self) -> Path:
-        return self.root / "state.json"
-
-    def state(self) -> dict[str, Any]:
-        state: dict[str, Any] = json.loads(self.state_path.read_text())
-        return state
-
-    def set_state(self, **values: Any) -> None:
-        self.state_path.write_text(json.dumps({**self.state(), **values}))
-
-    def calls(self) -> list[str]:
-        path = self.root / "calls"
-        return path.read_text().splitlines() if path.exists() else []
-
-    def run(self, script: str, stdin: str = PASSWORD + "\n", timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin", "FAKE_STATE": str(self.state_path),
-               "FAKE_CALLS": str(self.root / "calls"), "FAKE_UNIT_FILE": zk.UNIT_FILE,
-               "FAKE_START_PREPARE": zk.START_PREPARE_FILE}
-        return subprocess.run(["bash", "-c", script], input=stdin, capture_output=True, text=True, env=env,
-                              timeout=timeout, check=False)
+    def run(self, script: str, stdin: str | None = PASSWORD + "\n",
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return super().run(script, stdin, timeout)
 
 
 @pytest.fixture
@@ -190,13 +171,11 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
                            ("UNIT_FILE", "etc/systemd/system/cookbook-zookeeper.service"),
                            ("START_PREPARE_FILE", "usr/local/lib/cookbook-zookeeper/start-prepare")):
         monkeypatch.setattr(zk, constant, str(tmp_path / path))
-    fakes = Fakes(tmp_path)
-    (tmp_path / "bin").mkdir()
+    fakes = Fakes(tmp_path, {"FAKE_UNIT_FILE": zk.UNIT_FILE, "FAKE_START_PREPARE": zk.START_PREPARE_FILE})
     for name, text in (("timeout", f"#!{sys.executable}\n{FAKE_TIMEOUT}"),
                        ("systemctl", f"#!{sys.executable}\n{FAKE_SYSTEMCTL}"),
                        ("install", FAKE_INSTALL), ("chown", "#!/bin/sh\nexit 0\n")):
-        (tmp_path / "bin" / name).write_text(text)
-        (tmp_path / "bin" / name).chmod(0o755)
+        fakes.add(name, text)
     Path(zk.CONFIG_DIR).mkdir(parents=True)
     Path(zk.CONFIG_DIR, "install.env").write_text("ZOOKEEPER_CLI_CLASSPATH=/usr/share/java/zookeeper.jar\n")
     for name in ("zoo.cfg", "jvm.args", "jvm-secret.args"):  # what start-prepare hashes (the server step writes them)

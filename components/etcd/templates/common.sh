@@ -1,4 +1,4 @@
-# Helpers shared by the etcd steps (after shared/common.sh: changed, warn).
+# Helpers shared by the etcd steps (after shared/common.sh: changed, warn, wait_until).
 # Parameters: PKI_DIR, ETCDCTL_BIN, SNAPSHOT_DIR, SNAPSHOT_RETENTION.
 export ETCDCTL_API=3
 
@@ -6,21 +6,6 @@ export ETCDCTL_API=3
 etcdctl_as_member() {
   "$ETCDCTL_BIN" --cacert="$PKI_DIR/ca.crt" --cert="$PKI_DIR/member.crt" --key="$PKI_DIR/member.key" \
     --dial-timeout=3s --command-timeout=10s "$@"
-}
-
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every second until it succeeds.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      printf 'error: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
-      "$@" >&2 || true
-      return 1
-    fi
-    sleep 1
-  done
 }
 
 # members ENDPOINTS: one line per member, "ID|STATUS|NAME|PEER_URLS|CLIENT_URLS|IS_LEARNER" (a member added

@@ -1,26 +1,10 @@
-# Helpers of the Kubernetes (k3s) steps, after shared/common.sh (changed, warn).
+# Helpers of the Kubernetes (k3s) steps, after shared/common.sh (changed, warn, wait_until).
 # Parameters: K3S_BIN; KUBECONFIG_FILE is set by the step (the server's own admin kubeconfig, or on an agent
 # a private copy of the cluster's admin kubeconfig received on stdin).
 
 fail() {
   printf 'error: %s\n' "$*" >&2
   exit 1
-}
-
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every second until it succeeds; on timeout,
-# prints what COMMAND said the last time and returns 1.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      printf 'error: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
-      "$@" >&2 || true
-      return 1
-    fi
-    sleep 1
-  done
 }
 
 # kube ARGS...: k3s's bundled kubectl with this step's kubeconfig.

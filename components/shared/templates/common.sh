@@ -1,5 +1,21 @@
-# Helpers shared by node steps. Each step reads the host's state and changes only what differs,
+# Helpers every recipe's steps use. Each step reads the host's state and changes only what differs,
 # printing one "changed: ..." line per change, so a re-run on a prepared host prints none.
 changed() { printf 'changed: %s\n' "$*"; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 is_installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
+
+# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every second until it succeeds; on timeout,
+# prints what COMMAND said the last time and returns 1.
+wait_until() {
+  local timeout=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      printf 'error: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
+      "$@" >&2 || true
+      return 1
+    fi
+    sleep 1
+  done
+}

@@ -21,20 +21,6 @@ is_serving() {
   esac
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every second until it succeeds.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      printf 'error: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
-      return 1
-    fi
-    sleep 1
-  done
-}
-
 # config_hash: one hash of every file the server reads when it starts (installation, settings, JVM options,
 # the unit).
 # The unit's ExecStartPre records it as the configuration the running server started with.
