@@ -25,6 +25,7 @@ from components.kubernetes.config import KubernetesConfig
 from components.kubernetes.gate import control_plane_gate, worker_gate
 from components.local.cluster import LocalCluster, LocalClusterArgs, store_transformations
 from components.local.engine import require_amd64, require_engine
+from components.local.etcd import LocalEtcd
 from components.mesos.cluster import DockerHost, MesosCluster
 from components.mesos.config import AGENT_ROLE, MASTER_ROLE, MesosConfig
 from components.nodes.config import SERIAL_REBOOT_ROLES
@@ -222,6 +223,17 @@ def build_cloud_hosts(config: StackConfig, fleet: CloudFleet, gone: set[str]) ->
     return hosts
 
 
+def export_etcd(etcd: EtcdCluster | LocalEtcd) -> None:
+    """The `etcd` output, the same keys whether the members run on hosts or in local containers."""
+    pulumi.export("etcd", {
+        "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
+        "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
+        "apiserver_client_cert": etcd.apiserver_client_cert_pem,
+        "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
+        "expires": etcd.expires,
+    })
+
+
 def build_local(args: LocalClusterArgs) -> LocalCluster:
     """The local stack on this machine's Docker engine, once the engine answered, and its outputs."""
     require_engine(os.environ)  # before anything is declared: a missing engine is one clear error
@@ -231,14 +243,7 @@ def build_local(args: LocalClusterArgs) -> LocalCluster:
         except ConfigError as error:
             raise pulumi.RunError(str(error)) from None
     local = LocalCluster("local", dataclasses.replace(args, context=pulumi.get_stack()))
-    etcd = local.etcd
-    pulumi.export("etcd", {
-        "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
-        "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
-        "apiserver_client_cert": etcd.apiserver_client_cert_pem,
-        "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
-        "expires": etcd.expires,
-    })
+    export_etcd(local.etcd)
     if local.kubernetes is not None:
         kubernetes = local.kubernetes
         pulumi.export("kubernetes", {
@@ -273,13 +278,7 @@ def main() -> None:
     pulumi.export("nodes", {name: host.outputs() for name, host in hosts.items()})
     if config.etcd is not None:
         etcd = build_etcd(config.etcd, hosts, cloud_addresses)
-        pulumi.export("etcd", {
-            "client_endpoints": etcd.client_endpoints, "ca_cert": etcd.ca_cert_pem,
-            "client_cert": etcd.client_cert_pem, "client_key": etcd.client_key_pem,
-            "apiserver_client_cert": etcd.apiserver_client_cert_pem,
-            "apiserver_client_key": etcd.apiserver_client_key_pem, "etcdctl_env": etcd.etcdctl_env,
-            "expires": etcd.expires,
-        })
+        export_etcd(etcd)
     zookeeper = None
     if config.zookeeper is not None:
         zookeeper = build_zookeeper(config.zookeeper, hosts)

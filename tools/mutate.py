@@ -11,7 +11,8 @@ unit suite runs there (or the tests the entry names). A mutation the suite does 
 
 An entry: `id`, `file`, `find` (must occur exactly once in the file: a stale entry is an error, never a
 silent pass), `replace`, `why`, and optionally `tests` (pytest arguments; default: the unit suite).
-A mutated program that cannot even be collected (syntax error) is reported as `invalid`, not as killed.
+A mutated program that cannot even be collected (syntax error) is reported as `invalid`, not as killed, and
+every test selection must pass without mutations before any is measured.
 """
 
 from __future__ import annotations
@@ -72,10 +73,20 @@ def load(path: Path = MUTATIONS) -> list[Mutation]:
 
 
 def project_files() -> list[str]:
-    """Tracked and untracked-but-not-ignored files: exactly what a commit of the work tree would hold."""
+    """Tracked and untracked-but-not-ignored files: exactly what a commit of the work tree would hold. Outside
+    a git checkout (a scratch copy, whose tests copy it again): every file but installed and generated ones."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode()
-    return sorted({name for name in listed.split("\0") if name and (ROOT / name).is_file()})
+                            capture_output=True, check=False)
+    if listed.returncode == 0:
+        names = listed.stdout.decode().split("\0")
+    else:
+        names = [str(path.relative_to(ROOT)) for path in ROOT.rglob("*")
+                 if not any(part in _NOT_PROJECT for part in path.relative_to(ROOT).parts)]
+    return sorted({name for name in names if name and (ROOT / name).is_file()})
+
+
+_NOT_PROJECT = {".git", ".venv", "__pycache__", "node_modules", "venv", ".pulumi-cli", "build", "rendered",
+                ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 
 # Installed (git-ignored) trees the tests use, shared with the scratch copy rather than copied.
@@ -173,7 +184,8 @@ def baseline_passes(tests: tuple[str, ...]) -> bool:
         scratch_copy(Path(scratch))
         done = run_suite(Path(scratch), tests)
     if done.returncode != PASSED:
-        print(f"the unmutated suite fails ({_first_failure(done.stdout)}): fix it before measuring mutations")
+        print(f"the unmutated tests fail ({' '.join(tests)}: {_first_failure(done.stdout)}): fix them before "
+              "measuring mutations")
     return done.returncode == PASSED
 
 
@@ -195,8 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for lane in range(1, max(1, options.jobs) + 1):
         LANES.put(str(lane))
-    if not baseline_passes(UNIT_SUITE):
-        return 2
+    # A mutation counts as killed only by tests that pass without it: every selection must pass unmutated first.
+    selections = sorted({UNIT_SUITE, *(m.tests for m in mutations)})
+    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+        if not all(pool.map(baseline_passes, selections)):
+            return 2
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
         outcomes = list(pool.map(check, mutations))
     width = max(len(m.id) for m in mutations)

@@ -54,6 +54,7 @@ from components.kubernetes.render import (
     ApiAddress,
     ClusterSettings,
     NodePlan,
+    admin_kubeconfig,
     agent_config,
     config_yaml,
     server_config,
@@ -196,7 +197,7 @@ class LocalKubernetes(pulumi.ComponentResource):
         self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
             server.id, server_ca.cert_pem, admin.cert_pem, admin.key_pem, nodes_created).apply(
             # (Test mocks that answer no PEM give None: it renders empty, as `_pem_bundle` does for etcd.)
-            lambda values: render.kubeconfig(target.context, f"https://{render.LOOPBACK}:{args.api_port}",
+            lambda values: admin_kubeconfig(target.context, f"https://{render.LOOPBACK}:{args.api_port}",
                                              *(value or "" for value in values[1:4]))))
         self.node_names = server.id.apply(lambda _: [server_name, *agent_names])
         self.servers = server.id.apply(lambda _: [server_name])

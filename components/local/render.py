@@ -9,7 +9,6 @@ serialised with `yaml.safe_dump(sort_keys=True)`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
@@ -172,26 +171,6 @@ def registries_yaml(reference: str, registry_address: str) -> str:
     data = {"mirrors": {reference: {"endpoint": [f"http://{registry_address}:{REGISTRY_PORT}"]}}}
     return "# Written by cluster-cookbook (the local recipe).\n" + yaml.safe_dump(data, sort_keys=True,
                                                                               default_flow_style=False)
-
-
-def kubeconfig(name: str, server_url: str, ca_cert_pem: str, client_cert_pem: str, client_key_pem: str) -> str:
-    """An admin kubeconfig for the cluster whose serving CA is `ca_cert_pem`, with a client certificate."""
-
-    def data(pem: str) -> str:
-        return base64.b64encode(pem.encode()).decode()
-
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": [{"name": name,
-                      "cluster": {"server": server_url, "certificate-authority-data": data(ca_cert_pem)}}],
-        "users": [{"name": name, "user": {"client-certificate-data": data(client_cert_pem),
-                                          "client-key-data": data(client_key_pem)}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "current-context": name,
-    }
-    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
 
 
 def host_endpoints(ports: Sequence[int]) -> list[str]:

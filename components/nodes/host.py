@@ -85,7 +85,7 @@ def _step_script(fragments: Sequence[str], params: dict[str, ShellValue],
 def render_prepare_script(args: HostArgs) -> str:
     flags = args.cmdline_flags if isinstance(args, RaspberryPiArgs) else ()
     return _step_script(
-        ["shared/common.sh", "shared/files.sh", "nodes/facts.sh", "nodes/pi.sh", "nodes/docker.sh",
+        ["shared/common.sh", "shared/files.sh", "nodes/facts.sh", "nodes/pi.sh", "nodes/docker.sh", "nodes/swap.sh",
          "nodes/prepare.sh"],
         {
             "NODE_HOSTNAME": args.hostname,

@@ -679,13 +679,19 @@ def test_certificates_switch_in_one_rename_and_a_rerun_changes_nothing(fakes: Fa
     script = render.render_configure_script(ARGS, "a", "10.9.0.1", "amd64", "")
     script = re.sub(r"^PKI_DIR=.*$", f"PKI_DIR={pki}", script.removesuffix(MAIN_STEPS), count=1, flags=re.M)
 
-    def receive(cert: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Once the live path is a link, it must exist at every moment (a member (re)starting then reads it): every
+    # rename is checked to happen while it exists.
+    live_path_watched = ('mv() { [ -e "$PKI_DIR" ] || { echo "$PKI_DIR was missing before: mv $*" >&2; return 9; }; '
+                         'command mv "$@"; }\n')
+
+    def receive(cert: str, stdin: str | None = None, watch: bool = False) -> subprocess.CompletedProcess[str]:
         if stdin is None:
             stdin = pem("CERTIFICATE", cert) + pem("EC PRIVATE KEY", cert + "-key") + pem("CERTIFICATE", "ca-1") + \
                 pem("CERTIFICATE", "ca-2")
         env = {"PATH": "/usr/bin:/bin"}
-        return subprocess.run(["bash", "-c", script + "receive_pki\n"], input=stdin, capture_output=True,
-                              text=True, env=env, check=False)
+        steps = script + (live_path_watched if watch else "") + "receive_pki\n"
+        return subprocess.run(["bash", "-c", steps], input=stdin, capture_output=True, text=True, env=env,
+                              check=False)
 
     first = receive("one")
     assert first.returncode == 0, first.stderr
@@ -696,7 +702,8 @@ def test_certificates_switch_in_one_rename_and_a_rerun_changes_nothing(fakes: Fa
     assert sorted(p.name for p in pki.parent.iterdir()) == ["pki", os.readlink(pki)]  # the old directory is gone
     again = receive("one")
     assert again.returncode == 0 and again.stdout == ""
-    renewed = receive("two")
+    renewed = receive("two", watch=True)
+    assert renewed.returncode == 0, renewed.stderr
     assert "changed: certificates switched to" in renewed.stdout
     assert (pki / "member.key").read_text() == pem("EC PRIVATE KEY", "two-key")
     assert sorted(p.name for p in pki.parent.iterdir()) == ["pki", os.readlink(pki)]

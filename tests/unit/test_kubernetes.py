@@ -611,3 +611,43 @@ var ServerFlags = []cli.Flag{
         {"name": "secrets-encryption", "type": "Bool", "aliases": [], "hidden": True},
         {"name": "https-listen-port", "type": "Int", "aliases": [], "hidden": False},
     ]
+
+
+def test_servers_keep_the_admin_kubeconfig_private_and_encrypt_secrets() -> None:
+    """k3s writes /etc/rancher/k3s/k3s.yaml (cluster-admin credentials) with this mode: readable by root only."""
+    assert SERVER_CONFIG["write-kubeconfig-mode"] == "0600"
+    assert SERVER_CONFIG["secrets-encryption"] is True
+    assert yaml.safe_load(render.config_yaml(SERVER_CONFIG))["write-kubeconfig-mode"] == "0600"
+
+
+# A k3s whose `kubectl` answers the readiness gate: /readyz "ok", and the nodes' Ready condition from FAKE_NODES
+# ("name=True name=False ...").
+FAKE_K3S_FOR_READY = """#!/bin/bash
+case "$*" in
+  *--raw=/readyz*) echo ok ;;
+  *"get nodes"*) tr ' ' '\\n' <<<"$FAKE_NODES" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("nodes", "passes"), [
+    ("cp-a=True w-a=True", True),
+    ("cp-a=True w-a=False", False),  # a NotReady node
+    ("cp-a=True w-a=Unknown", False),  # a node whose kubelet stopped reporting
+    ("cp-a=True", False),  # a configured node that never registered
+    ("cp-a=True w-a=True w-b=False", True),  # a node the stack does not configure does not count
+])
+def test_the_readiness_gate_passes_only_when_every_configured_node_is_ready(tmp_path: Path, nodes: str,
+                                                                          passes: bool) -> None:
+    (tmp_path / "k3s").write_text(FAKE_K3S_FOR_READY)
+    (tmp_path / "k3s").chmod(0o755)
+    script = render.render_ready_script(str(tmp_path), ["cp-a", "w-a"], 1)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False,
+                          env={"PATH": "/usr/bin:/bin", "FAKE_NODES": nodes})
+    assert (done.returncode == 0) == passes, done.stdout + done.stderr
+    if passes:
+        assert done.stdout == "ready: 2 nodes: cp-a w-a\n"
+    else:
+        assert "timed out after 1s waiting for every node to be Ready (cp-a w-a)" in done.stderr
+        assert "not Ready: w-a" in done.stderr

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from components.etcd import render as etcd_render
+from components.kubernetes.render import admin_kubeconfig
 from components.local import render
 from components.local.cluster import LocalClusterArgs, LocalRegistryArgs, validate
 from components.local.config import check_image, parse_local_config
@@ -183,7 +184,7 @@ def test_the_member_environment_is_the_etcd_recipes_env_file() -> None:
 
 
 def test_kubeconfig_and_registries_are_built_as_data() -> None:
-    text = render.kubeconfig("local", "https://127.0.0.1:6443", "CA\n", "CERT\n", "KEY\n")
+    text = admin_kubeconfig("local", "https://127.0.0.1:6443", "CA\n", "CERT\n", "KEY\n")
     document = yaml.safe_load(text)
     assert document["current-context"] == "local"
     assert document["contexts"] == [{"name": "local", "context": {"cluster": "local", "user": "local"}}]

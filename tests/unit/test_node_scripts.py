@@ -332,6 +332,38 @@ def test_check_boot_state_refuses_swap_that_came_back(tmp_path: Path) -> None:
     assert _bash(script, bin_dir).returncode == 0
 
 
+@pytest.mark.parametrize("memory_cgroup", [True, False])
+def test_check_boot_state_refuses_a_kernel_without_the_memory_cgroup(tmp_path: Path, memory_cgroup: bool) -> None:
+    bin_dir = tmp_path / "bin"
+    _stub(bin_dir, "swapon", "true")
+    kernel = f"memory_cgroup_enabled() {{ {'true' if memory_cgroup else 'false'}; }}\n"  # what the kernel says
+    script = (render_script(["shared/common.sh", "nodes/facts.sh", "nodes/pi.sh"], {"PI_CMDLINE_FLAGS": ()})
+              + kernel + "check_boot_state\n")
+    done = _bash(script, bin_dir)
+    assert done.returncode == (0 if memory_cgroup else 1), done.stderr
+    assert done.stderr.startswith("error: the memory cgroup is off") != memory_cgroup
+
+
+def test_disable_swap_turns_swap_off_once(tmp_path: Path) -> None:
+    """Swap that is on is turned off (and said so); a second run finds it off and says nothing."""
+    bin_dir = tmp_path / "bin"
+    off = tmp_path / "swap-off"
+    _stub(bin_dir, "systemctl", "exit 1")  # no dphys-swapfile service
+    _stub(bin_dir, "swapon", f'[ -e {off} ] || echo /dev/zram0')
+    _stub(bin_dir, "swapoff", f'echo "swapoff $*" >>{tmp_path / "calls"}; touch {off}')
+    # This machine's /etc/fstab is not the test's: its swap entries are left out.
+    fstab_left_out = 'grep() { [ "${!#}" = /etc/fstab ] && return 1; command grep "$@"; }\n'
+    script = render_script(["shared/common.sh", "shared/files.sh", "nodes/swap.sh"], {}) + fstab_left_out + \
+        "disable_swap\n"
+    first = _bash(script, bin_dir)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "changed: swap turned off\n"
+    assert (tmp_path / "calls").read_text() == "swapoff -a\n"
+    again = _bash(script, bin_dir)
+    assert again.returncode == 0 and again.stdout == ""
+    assert (tmp_path / "calls").read_text() == "swapoff -a\n"
+
+
 def test_flags_not_running_compares_word_by_word() -> None:
     running = Path("/proc/cmdline").read_text().split()
     script = render_script(["nodes/pi.sh"], {"PI_CMDLINE_FLAGS": (running[-1], "cookbook_flag=1", running[0][:-1])})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,11 @@ def test_a_block_without_a_marker_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize("block", RUNNABLE, ids=[f"line-{block.line}" for block in RUNNABLE])
 def test_the_block_runs_here(block: readme.Block, tmp_path: Path) -> None:
     scratch_copy(tmp_path)
-    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    venv = Path(sys.prefix)  # the environment running the tests, installed: `make` must not build it anew
+    (tmp_path / ".venv").symlink_to(venv)
+    for declared in ("requirements.txt", "pyproject.toml"):  # never newer than the installed environment
+        os.utime(tmp_path / declared, (0, 0))
+    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", block.text], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, f"README line {block.line} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,9 +119,12 @@ exit 1
 
 
 def make_s3_smoke(bin_dir: Path, *variables: str) -> subprocess.CompletedProcess[str]:
-    # -o: the venv is already installed here; do not let make reinstall it.
-    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "-o", ".venv/.installed-test",
-                           "-o", ".venv/.installed", "s3-smoke", "STACK=s3-store", *variables],
+    # The environment running the tests (a scratch copy of the checkout has no .venv); -o: it is installed, do not
+    # let make reinstall it.
+    venv = sys.prefix
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"VENV={venv}",
+                           "-o", f"{venv}/.installed-test", "-o", f"{venv}/.installed", "s3-smoke", "STACK=s3-store",
+                           *variables],
                           capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
 

@@ -354,6 +354,18 @@ def test_the_health_gate_fails_while_a_server_has_not_joined_as_a_voter(fakes: F
     assert health(fakes, ["zk-a", "zk-b", "zk-c", "zk-d"]).returncode == 1
 
 
+def test_the_health_gate_fails_with_two_leaders(fakes: Fakes) -> None:
+    """A split brain: two servers each say they lead, each counting the others as synced followers."""
+    ensemble(fakes, ["zk-a", "zk-b", "zk-c"], {"zk-a": "leader", "zk-b": "leader", "zk-c": "follower"})
+    fakes.set_state(servers={endpoint(name): {"mode": mode, "synced_voting_followers": 2}
+                             for name, mode in (("zk-a", "leader"), ("zk-b", "leader"))}
+                    | {endpoint("zk-c"): {"mode": "follower"}})
+    runtime_membership("zk-a", ["zk-a", "zk-b", "zk-c"])
+    assert health(fakes, ["zk-a", "zk-b", "zk-c"]).returncode == 1
+    fakes.set_state(servers={**fakes.state()["servers"], endpoint("zk-b"): {"mode": "follower"}})
+    assert health(fakes, ["zk-a", "zk-b", "zk-c"]).returncode == 0  # one leader: the same ensemble passes
+
+
 # --- a joiner restarted before it became a voter ------------------------------------------------------------------
 def test_a_joiner_that_adopted_the_committed_membership_starts_from_its_record_again(fakes: Fakes) -> None:
     """A joiner adopts the committed membership (without itself) once it synced; restarted before `reconfig -add`

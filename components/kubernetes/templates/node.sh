@@ -17,18 +17,6 @@ CORDONED=$STATE_DIR/$SERVICE.cordoned
 SETTINGS_RECORD=$STATE_DIR/cluster-settings
 KUBECONFIG_FILE=$ADMIN_KUBECONFIG
 
-memory_cgroup_enabled() {
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    grep -qw memory /sys/fs/cgroup/cgroup.controllers
-  else
-    [ "$(awk '$1 == "memory" { print $4 }' /proc/cgroups 2>/dev/null)" = 1 ]
-  fi
-}
-
-wireguard_available() {
-  [ -d /sys/module/wireguard ] || modinfo wireguard >/dev/null 2>&1
-}
-
 # check_node: what k3s cannot run without, checked before anything is installed or started.
 check_node() {
   if ! memory_cgroup_enabled; then

@@ -10,20 +10,6 @@ os_release_field() {
   sed -n "s/^$1=//p" /etc/os-release 2>/dev/null | tr -d '"' | head -n 1
 }
 
-memory_cgroup_enabled() {
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    grep -qw memory /sys/fs/cgroup/cgroup.controllers
-  else
-    [ "$(awk '$1 == "memory" { print $4 }' /proc/cgroups 2>/dev/null)" = 1 ]
-  fi
-}
-
-# wireguard_available: the kernel has WireGuard built in, loaded, or as a module it can load.
-wireguard_available() {
-  [ -d /sys/module/wireguard ] && return 0
-  modinfo wireguard >/dev/null 2>&1
-}
-
 # usr_read_only: /usr is mounted read-only (Fedora CoreOS, Flatcar): binaries go to /opt/bin instead.
 usr_read_only() {
   case ",$(findmnt -rno OPTIONS --target /usr 2>/dev/null)," in

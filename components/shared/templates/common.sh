@@ -19,3 +19,17 @@ wait_until() {
     sleep 1
   done
 }
+
+# memory_cgroup_enabled: the kernel runs with the memory cgroup controller (Raspberry Pi OS needs cgroup flags).
+memory_cgroup_enabled() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    grep -qw memory /sys/fs/cgroup/cgroup.controllers
+  else
+    [ "$(awk '$1 == "memory" { print $4 }' /proc/cgroups 2>/dev/null)" = 1 ]
+  fi
+}
+
+# wireguard_available: the kernel has WireGuard built in, loaded, or as a module it can load.
+wireguard_available() {
+  [ -d /sys/module/wireguard ] || modinfo wireguard >/dev/null 2>&1
+}
