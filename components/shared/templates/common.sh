@@ -5,19 +5,23 @@ warn() { printf 'warning: %s\n' "$*" >&2; }
 is_installed() { dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed; }
 
 # wait_until SECONDS DESCRIPTION COMMAND...: retries COMMAND every second until it succeeds; on timeout,
-# prints what COMMAND said the last time and returns 1.
+# prints what COMMAND said on its last attempt and returns 1. COMMAND runs in this shell (it may set
+# variables) and never once more after the deadline (it may change something, e.g. a membership).
 wait_until() {
-  local timeout=$1 what=$2 deadline
+  local timeout=$1 what=$2 deadline said
   shift 2
   deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
+  said=$(mktemp)
+  until "$@" >"$said" 2>&1; do
     if [ "$SECONDS" -ge "$deadline" ]; then
       printf 'error: timed out after %ss waiting for %s\n' "$timeout" "$what" >&2
-      "$@" >&2 || true
+      cat "$said" >&2
+      rm -f "$said"
       return 1
     fi
     sleep 1
   done
+  rm -f "$said"
 }
 
 # memory_cgroup_enabled: the kernel runs with the memory cgroup controller (Raspberry Pi OS needs cgroup flags).
