@@ -180,6 +180,16 @@ class Writer(EtcdWriter):
 ACKED: list[str] = []  # every acknowledged key of every writer, read back at the end
 
 
+def stop_and_record(writer: Writer, change: str) -> None:
+    """Stops the writer; its acknowledged keys are read back at the end, its counts reported under `change`."""
+    writer.stop()
+    ACKED.extend(key for _, key in writer.acked)
+    NUMBERS[f"{change}_writes_acknowledged"] = len(writer.acked)
+    NUMBERS[f"{change}_failed_writes"] = len(writer.failed)
+    NUMBERS[f"{change}_slowest_put_seconds"] = writer.slowest_put()
+    NUMBERS[f"{change}_writes_retried_once"] = len(writer.retried)
+
+
 @pytest.fixture(scope="module")
 def stack(fleet: HostFleet, tmp_path_factory: pytest.TempPathFactory) -> Stack:
     stack = Stack(fleet, tmp_path_factory.mktemp("etcd-stack"))
@@ -349,12 +359,7 @@ def test_growth_3_to_5_under_a_writer_leaves_existing_members_untouched(stack: S
     NUMBERS["ssh_sessions_per_new_member_growth"] = {
         name: ssh.SESSIONS[stack.fleet[host].address] for name, host in GROWTH.items()}
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["growth_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["growth_failed_writes"] = len(writer.failed)
-    NUMBERS["growth_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["growth_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "growth")
     touched = {name for _, name in mocks.operations}
     for name in BOOTSTRAP:
         assert not {r for r in touched if name in r}, (name, mocks.operations)
@@ -515,12 +520,7 @@ def test_settings_changed_after_growth_converge_twice_one_member_at_a_time(stack
     second = stack.up()
     NUMBERS["settings_change_second_run_seconds"] = round(time.monotonic() - started, 1)
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["settings_change_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["settings_change_failed_writes"] = len(writer.failed)
-    NUMBERS["settings_change_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["settings_change_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "settings_change")
     for mocks in (first, second):
         ran = {name for _, name in mocks.operations}
         assert {"etcd-join-etcd-d", "etcd-join-etcd-e", "etcd-health"} <= ran, mocks.operations
@@ -559,12 +559,7 @@ def test_a_run_interrupted_at_a_restart_restarts_that_member_next_time(stack: St
     term = stack.raft_term()
     resumed = stack.up()
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["interrupted_restart_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["interrupted_restart_failed_writes"] = len(writer.failed)
-    NUMBERS["interrupted_restart_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["interrupted_restart_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "interrupted_restart")
     NUMBERS["interrupted_restart_elections"] = elections(stack, term, hand_offs(stack, resumed))
     found = restarts(stack, pids)
     NUMBERS["interrupted_restart_failures"] = explain_failures(writer, found)
@@ -637,12 +632,7 @@ def test_replacing_a_stopped_member_with_joins_that_fail_or_are_killed(stack: St
     mocks = stack.up()
     NUMBERS["resumed_join_seconds"] = round(time.monotonic() - started, 1)
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["replacement_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["replacement_failed_writes"] = len(writer.failed)
-    NUMBERS["replacement_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["replacement_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "replacement")
     join = next(r for r in stack.state.resources.values() if r.name == "etcd-join-etcd-f2").outputs["stdout"]
     assert "changed: promoted etcd-f2" in join and "added etcd-f2" not in join, join
     assert writer.failed == []
@@ -690,12 +680,7 @@ def test_certificates_due_for_renewal_roll_one_member_at_a_time(stack: Stack) ->
     mocks = stack.up(tls=PlannedLater(hours=5 * 365 * 24 - 80 * 24))
     NUMBERS["leaf_rotation_5_seconds"] = round(time.monotonic() - started, 1)
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["leaf_rotation_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["leaf_rotation_failed_writes"] = len(writer.failed)
-    NUMBERS["leaf_rotation_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["leaf_rotation_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "leaf_rotation")
     NUMBERS["leaf_rotation_elections"] = elections(stack, term, hand_offs(stack, mocks))
     replaced = {name for op, name in mocks.operations if op == "replace-create"}
     assert replaced == {f"etcd-member-{name}-cert" for name in stack.members} | {
@@ -745,12 +730,7 @@ def test_documented_ca_rotation_keeps_every_member_talking(stack: Stack) -> None
         bundle = stack.host("etcd-a").read_file("/etc/cookbook-etcd/pki/ca.crt")
         assert bundle.count("BEGIN CERTIFICATE") == (1 if step == "trust-only-new" else 2), step
     time.sleep(1)
-    writer.stop()
-    ACKED.extend(key for _, key in writer.acked)
-    NUMBERS["ca_rotation_writes_acknowledged"] = len(writer.acked)
-    NUMBERS["ca_rotation_failed_writes"] = len(writer.failed)
-    NUMBERS["ca_rotation_slowest_put_seconds"] = writer.slowest_put()
-    NUMBERS["ca_rotation_writes_retried_once"] = len(writer.retried)
+    stop_and_record(writer, "ca_rotation")
     NUMBERS["ca_rotation_elections"] = elections(stack, term, planned)
     assert "CN = etcd etcd CA," in issuers["trust-both"] and "CN = etcd etcd CA 2," in issuers["sign-with-new"]
     assert writer.failed == []
